@@ -1,0 +1,1 @@
+"""Sensor nodes publishing JSON over MQTT (aiomqtt, QoS 1, persistent session)."""

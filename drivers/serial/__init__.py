@@ -1,0 +1,1 @@
+"""Serial multi-probe sensor boards over a tty (pyserial)."""

@@ -1,0 +1,168 @@
+"""The ``coldchain`` command: run, check-config, demo, sim, status, dead-letters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.clock import iso_utc
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import ConfigError, GatewayError
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems) or 1} problem(s)", file=sys.stderr)
+        for path, msg in exc.problems or [("(file)", str(exc))]:
+            print(f"  {path}: {msg}", file=sys.stderr)
+        return 2
+    print(summary(config, args.file))
+    return 0
+
+
+def summary(config: GatewayConfig, path: str) -> str:
+    """A short human summary of a valid config."""
+    lines = [
+        f"{path}: OK",
+        f"  hub        {config.hub.id} ({config.hub.timezone})",
+        f"  zones      {len(config.zones)}: {', '.join(z.id for z in config.zones)}",
+        f"  sensors    {len(config.sensors)}",
+        f"  drivers    serial x{len(config.drivers.serial)}, mqtt x{len(config.drivers.mqtt)}",
+        f"  journal    {config.journal.path} (synchronous={config.journal.synchronous})",
+    ]
+    influx = config.sinks.influx
+    if influx is None:
+        lines.append("  influx     (none: readings stay in the journal)")
+    else:
+        target = (
+            f"db={influx.database}" if influx.api == "v1" else f"org={influx.org} bucket={influx.bucket}"
+        )
+        lines.append(f"  influx     {influx.api} {influx.url} {target}")
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.daemon import Gateway
+    from gateway.logs import setup_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: config rejected", file=sys.stderr)
+        print(exc.render(), file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level, config.logging.format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        gateway = Gateway(config)
+        await gateway.run(stop)
+
+    try:
+        asyncio.run(main())
+    except GatewayError as exc:
+        print(f"coldchain: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    path = Path(args.status_file) if args.status_file else None
+    if path is None:
+        config = load_config(args.config)
+        path = Path(config.journal.path).with_name("status.json")
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"no status at {path}: {exc} (is the daemon running?)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    from gateway.status_view import render_status
+
+    render_status(status)
+    return 0
+
+
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    from gateway.journal import Journal
+
+    config = load_config(args.config)
+    journal = Journal(config.journal.path)
+    try:
+        for d in journal.dead_letters(args.limit):
+            payload = d.payload[:120].decode("utf-8", "backslashreplace")
+            print(f"{d.id}\t{iso_utc(d.received_ns)}\t{d.source}\t{d.topic}\t{d.reason}\t{d.detail}\t{payload}")
+    finally:
+        journal.close()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="coldchain", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"coldchain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the gateway daemon")
+    p.add_argument("--config", "-c", required=True, help="path to the TOML config")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and list every problem")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("status", help="show the running daemon's state")
+    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.add_argument("--status-file", help="read this status.json instead of the config's")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("dead-letters", help="list journaled inputs that could not be read")
+    p.add_argument("--config", "-c", required=True)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=_cmd_dead_letters)
+
+    from gateway.demo import add_demo_arguments
+
+    p = sub.add_parser("demo", help="run a simulated hub end to end with a live view")
+    add_demo_arguments(p)
+    p.set_defaults(func=_cmd_demo)
+
+    from firmware_sim.cli import add_parser as add_sim_parser
+
+    add_sim_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the coldchain console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "sim":
+        from firmware_sim.cli import run as run_sim
+
+        return run_sim(args)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

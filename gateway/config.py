@@ -1,0 +1,246 @@
+"""The gateway's one config file: TOML, validated by pydantic; unknown keys are errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from drivers.mqtt.config import MqttDriverConfig
+from drivers.serial.config import SerialDriverConfig
+from gateway.errors import ConfigError
+from gateway.secrets import SecretRef
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+ZoneKind = Literal["receiving", "cold_storage", "packout", "staging", "dock", "vehicle"]
+
+
+def _known_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        msg = f"unknown time zone {name!r} (use an IANA name such as Europe/Lisbon)"
+        raise ValueError(msg) from exc
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubConfig(_Strict):
+    """Which hub this gateway serves."""
+
+    id: Identifier
+    name: str = ""
+    timezone: Annotated[str, AfterValidator(_known_timezone)] = "UTC"
+
+
+class JournalConfig(_Strict):
+    """The local SQLite journal, the edge's source of truth."""
+
+    path: str = "coldchain-journal.db"
+    commit_interval_ms: int = Field(default=50, ge=1, le=5000)
+    commit_max_rows: int = Field(default=5000, ge=1, le=100_000)
+    synchronous: Literal["full", "normal"] = "full"
+
+
+class SensorConfig(_Strict):
+    """A physical probe, the zone it measures and its calibration."""
+
+    id: Identifier
+    zone: Identifier
+    model: Literal["ds18b20", "sht3x", "pt100", "generic"] = "generic"
+    interval_s: float = Field(default=10.0, gt=0)
+    offset_c: float = 0.0
+    calibration_id: str | None = None
+    min_valid_c: float = -60.0
+    max_valid_c: float = 80.0
+
+    @model_validator(mode="after")
+    def _range(self) -> SensorConfig:
+        if self.min_valid_c >= self.max_valid_c:
+            msg = "min_valid_c must be below max_valid_c"
+            raise ValueError(msg)
+        return self
+
+
+class ZoneConfig(_Strict):
+    """A place in the hub that holds goods at a temperature."""
+
+    id: Identifier
+    kind: ZoneKind
+    name: str = ""
+    profile: str | None = None
+
+
+class DriversConfig(_Strict):
+    """Input drivers; the table name is the driver name (see drivers.REGISTRY)."""
+
+    serial: list[SerialDriverConfig] = []
+    mqtt: list[MqttDriverConfig] = []
+
+
+class InfluxSinkConfig(_Strict):
+    """InfluxDB output: v1 ``/write`` (db/rp) or v2 write API (org/bucket/token)."""
+
+    api: Literal["v1", "v2"] = "v1"
+    url: str = "http://127.0.0.1:8086"
+    database: str = "coldchain"
+    retention_policy: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretRef | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    ca_file: str | None = None
+    verify_tls: bool = True
+    batch_size: int = Field(default=5000, ge=1, le=50_000)
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _api_fields(self) -> InfluxSinkConfig:
+        if self.api == "v2" and (not self.org or not self.bucket):
+            msg = 'api = "v2" needs org and bucket'
+            raise ValueError(msg)
+        if not self.url.startswith(("http://", "https://")):
+            msg = "url must start with http:// or https://"
+            raise ValueError(msg)
+        return self
+
+
+class SinksConfig(_Strict):
+    """Outputs fed from the journal, each with its own cursor."""
+
+    influx: InfluxSinkConfig | None = None
+
+
+class LoggingConfig(_Strict):
+    """Log level and format (json for journald/log shippers, text for humans)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+class GatewayConfig(_Strict):
+    """The whole config file."""
+
+    hub: HubConfig
+    journal: JournalConfig = JournalConfig()
+    sensors: list[SensorConfig] = []
+    zones: list[ZoneConfig] = []
+    drivers: DriversConfig = DriversConfig()
+    sinks: SinksConfig = SinksConfig()
+    logging: LoggingConfig = LoggingConfig()
+    clock_skew_bound_s: float = Field(default=120.0, gt=0)
+    status_interval_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        problems: list[str] = []
+        zone_ids = [z.id for z in self.zones]
+        sensor_ids = [s.id for s in self.sensors]
+        problems += [f"zones: duplicate id {d!r}" for d in _duplicates(zone_ids)]
+        problems += [f"sensors: duplicate id {d!r}" for d in _duplicates(sensor_ids)]
+        for i, s in enumerate(self.sensors):
+            if s.zone not in zone_ids:
+                problems.append(f"sensors[{i}].zone: unknown zone {s.zone!r}")
+        names = [d.name for d in self.drivers.serial] + [d.name for d in self.drivers.mqtt]
+        problems += [f"drivers: duplicate name {d!r}" for d in _duplicates(names)]
+        for i, d in enumerate(self.drivers.serial):
+            for channel, sensor in d.probes.items():
+                if sensor not in sensor_ids:
+                    problems.append(
+                        f"drivers.serial[{i}].probes.{channel}: unknown sensor {sensor!r}"
+                    )
+        for i, m in enumerate(self.drivers.mqtt):
+            for device, sensor in m.sensor_ids.items():
+                if sensor not in sensor_ids:
+                    problems.append(
+                        f"drivers.mqtt[{i}].sensor_ids.{device}: unknown sensor {sensor!r}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def sensor(self, sensor_id: str) -> SensorConfig | None:
+        """The sensor with this id, if configured."""
+        return self.sensor_index().get(sensor_id)
+
+    def sensor_index(self) -> dict[str, SensorConfig]:
+        """Sensors by id."""
+        return {s.id: s for s in self.sensors}
+
+
+def _duplicates(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    dup: list[str] = []
+    for item in items:
+        if item in seen and item not in dup:
+            dup.append(item)
+        seen.add(item)
+    return dup
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def problems_of(exc: ValidationError) -> list[tuple[str, str]]:
+    """Flatten a pydantic error into (field path, message) pairs, cross-field ones split."""
+    out: list[tuple[str, str]] = []
+    for err in exc.errors():
+        path = _loc_to_path(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see examples/gateway.toml)"
+        if err["type"] == "value_error" and "; " in msg and path == "(top level)":
+            for part in msg.split("; "):
+                sub_path, _, sub_msg = part.partition(": ")
+                out.append((sub_path, sub_msg))
+            continue
+        out.append((path, msg))
+    return out
+
+
+def parse_config(data: dict[str, Any]) -> GatewayConfig:
+    """Validate a parsed TOML document."""
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_of(exc)
+        msg = f"{len(problems)} problem(s) in config"
+        raise ConfigError(msg, problems) from exc
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a config file; every problem is reported with its field path."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        msg = f"cannot read config {p}: {exc.strerror}"
+        raise ConfigError(msg, [("(file)", msg)]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        msg = f"{p} is not valid TOML: {exc}"
+        raise ConfigError(msg, [("(syntax)", str(exc))]) from exc
+    return parse_config(data)

@@ -1,0 +1,68 @@
+"""MQTT broker connection settings and TLS, shared by the MQTT driver and the planner feed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.secrets import SecretRef
+
+log = logging.getLogger(__name__)
+
+
+class TlsConfig(BaseModel):
+    """TLS for a client connection. Server verification is on unless turned off loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            msg = "cert_file and key_file go together"
+            raise ValueError(msg)
+        return self
+
+    def context(self, component: str) -> ssl.SSLContext | None:
+        """An SSLContext for this config, or None when TLS is off."""
+        if not self.enabled:
+            return None
+        ctx = ssl.create_default_context(
+            cafile=os.path.expandvars(self.ca_file) if self.ca_file else None
+        )
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(
+                Path(os.path.expandvars(self.cert_file)), Path(os.path.expandvars(self.key_file))
+            )
+        if not self.verify:
+            log.warning(
+                "TLS SERVER VERIFICATION IS OFF for %s: the connection is encrypted but the "
+                "server is not authenticated; anyone on the path can impersonate it",
+                component,
+            )
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+class MqttConnectionConfig(BaseModel):
+    """Where a broker is and how to log in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    tls: TlsConfig = TlsConfig()

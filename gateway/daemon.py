@@ -1,0 +1,166 @@
+"""The gateway daemon: drivers -> ingest -> journal -> forwarders, under one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from drivers import REGISTRY
+from gateway.clock import Clock, SystemClock, iso_utc
+from gateway.config import GatewayConfig
+from gateway.forwarder import STREAM_READINGS, InfluxForwarder
+from gateway.ingest import Ingest
+from gateway.journal import Journal, JournalRunner
+from gateway.metrics import Counters
+from gateway.normalize import Normalizer
+from gateway.sinks.influx import InfluxWriter
+from gateway.supervisor import Driver, supervise
+
+log = logging.getLogger(__name__)
+
+
+def build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
+    """One driver instance per configured block, through the registry."""
+    drivers: list[Driver] = []
+    for kind, factory in REGISTRY.items():
+        for block in getattr(config.drivers, kind):
+            drivers.append(factory(block, clock))
+    return drivers
+
+
+class Gateway:
+    """A running hub gateway built from one config."""
+
+    def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.counters = Counters()
+        self.journal = Journal(config.journal.path, config.journal.synchronous)
+        self.runner = JournalRunner(self.journal)
+        self.ingest = Ingest(
+            self.runner,
+            Normalizer(config),
+            self.counters,
+            self.clock,
+            commit_interval_s=config.journal.commit_interval_ms / 1000,
+            commit_max_rows=config.journal.commit_max_rows,
+        )
+        self.drivers = build_drivers(config, self.clock)
+        self.forwarders: list[InfluxForwarder] = []
+        influx = config.sinks.influx
+        if influx is not None:
+            forwarder = InfluxForwarder(
+                "influx",
+                self.runner,
+                InfluxWriter(influx),
+                config.hub.id,
+                self.counters,
+                self.clock,
+                batch_size=influx.batch_size,
+                max_backoff_s=influx.max_backoff_s,
+            )
+            self.ingest.on_commit(forwarder.wake)
+            self.forwarders.append(forwarder)
+        self.started_ns = self.clock.now_ns()
+        self.ready = asyncio.Event()
+        self.status_path = Path(config.journal.path).with_name("status.json")
+        self.shutdown_flush_s = 5.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until stop is set, then flush: drivers stop, the queue commits, sinks drain."""
+        self.ingest.last_id = await self.runner.call(self.journal.last_id)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                ingest_task = tg.create_task(self.ingest.run(), name="ingest")
+                forwarder_tasks = [
+                    tg.create_task(f.run(), name=f"forward:{f.name}") for f in self.forwarders
+                ]
+                driver_tasks = [
+                    tg.create_task(
+                        supervise(d, self.ingest, self.counters, self.clock),
+                        name=f"driver:{d.name}",
+                    )
+                    for d in self.drivers
+                ]
+                status_task = tg.create_task(self._status_loop(), name="status")
+                self.ready.set()
+                log.info(
+                    "gateway running: hub %s, %d driver(s), %d sink(s), journal %s",
+                    self.config.hub.id,
+                    len(self.drivers),
+                    len(self.forwarders),
+                    self.config.journal.path,
+                )
+                await stop.wait()
+                log.info("stopping: closing drivers, committing the queue, draining sinks")
+                for task in driver_tasks:
+                    task.cancel()
+                for driver in self.drivers:
+                    with contextlib.suppress(Exception):
+                        await driver.close()
+                await self.ingest.close()
+                await ingest_task
+                await self._drain_forwarders()
+                for task in [*forwarder_tasks, status_task]:
+                    task.cancel()
+        finally:
+            for f in self.forwarders:
+                with contextlib.suppress(Exception):
+                    await f._writer.close()  # noqa: SLF001 - the forwarder owns its writer
+            self._write_status()
+            self.runner.close()
+            log.info("gateway stopped; journal closed")
+
+    async def _drain_forwarders(self) -> None:
+        last = self.ingest.last_id
+        for f in self.forwarders:
+            f.wake()
+        try:
+            async with asyncio.timeout(self.shutdown_flush_s):
+                while any(f.cursor < last for f in self.forwarders):
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            log.warning("sinks not drained at shutdown; the backlog stays in the journal")
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.status_interval_s)
+            await asyncio.to_thread(self._write_status)
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready view of the gateway's state: counters, backlog per sink."""
+        now = self.clock.now_ns()
+        sinks: dict[str, Any] = {}
+        for f in self.forwarders:
+            last = self.ingest.last_id
+            sinks[f.name] = {"cursor": f.cursor, "backlog": max(0, last - f.cursor)}
+        return {
+            "hub": self.config.hub.id,
+            "pid": os.getpid(),
+            "at": iso_utc(now),
+            "uptime_s": round((now - self.started_ns) / 1e9, 1),
+            "journal": str(self.config.journal.path),
+            "last_id": self.ingest.last_id,
+            "sinks": sinks,
+            "drivers": [d.name for d in self.drivers],
+            "counters": self.counters.snapshot(),
+        }
+
+    def _write_status(self) -> None:
+        tmp = self.status_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.status(), indent=2), encoding="utf-8")
+            tmp.replace(self.status_path)
+        except OSError as exc:
+            log.warning("cannot write status file %s: %s", self.status_path, exc)
+
+
+async def backlog_of(runner: JournalRunner, sink: str) -> tuple[int, int | None]:
+    """(records waiting, receive time of the oldest) for one sink."""
+    b = await runner.call(runner.journal.backlog, sink, STREAM_READINGS)
+    return b.records, b.oldest_ts_ns

@@ -1,0 +1,150 @@
+"""Forward journaled readings to InfluxDB, in order, behind a per-sink cursor.
+
+The cursor advances only after the server confirmed a batch (2xx). While the server is
+down the backlog stays in the journal and drains in order afterwards; a replay rewrites
+identical points (same measurement, tags and timestamp), so it never duplicates.
+A batch the server refuses for good is split until the offending record is found; that
+record is quarantined in the journal (kept, counted, visible) and the rest moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.errors import SinkRejected, SinkUnavailable
+from gateway.journal import Journal, JournalRunner
+from gateway.lineprotocol import reading_line
+from gateway.metrics import Counters
+
+log = logging.getLogger(__name__)
+
+STREAM_READINGS = "readings"
+
+
+class LineWriter(Protocol):
+    """A sink that takes a body of line protocol (see gateway.sinks.influx)."""
+
+    async def write(self, body: bytes, points: int) -> None:
+        """Deliver the body or raise SinkUnavailable / SinkRejected."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class InfluxForwarder:
+    """Drains the journal's readings into one line-protocol sink."""
+
+    def __init__(
+        self,
+        sink_name: str,
+        runner: JournalRunner,
+        writer: LineWriter,
+        hub: str,
+        counters: Counters,
+        clock: Clock,
+        batch_size: int = 5000,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.name = sink_name
+        self._runner = runner
+        self._writer = writer
+        self._hub = hub
+        self._counters = counters
+        self._clock = clock
+        self._batch_size = batch_size
+        self._limit = batch_size
+        self._backoff = Backoff(initial=0.5, maximum=max_backoff_s)
+        self._wake = asyncio.Event()
+        self.cursor = 0
+        self.caught_up = asyncio.Event()
+
+    def wake(self, *_: object) -> None:
+        """New records are in the journal: stop waiting (an ingest commit listener)."""
+        self._wake.set()
+
+    def _fetch(self, journal: Journal, after: int, limit: int) -> tuple[int, int, bytes]:
+        # Runs on the journal thread: read and encode there, keep the event loop free.
+        rows = journal.readings_after(after, limit)
+        if not rows:
+            return after, 0, b""
+        hub = self._hub
+        body = "\n".join([reading_line(hub, r) for _, r in rows]).encode()
+        return rows[-1][0], len(rows), body
+
+    async def run(self) -> None:
+        """Forward until cancelled."""
+        journal = self._runner.journal
+        self.cursor = await self._runner.call(journal.cursor, self.name, STREAM_READINGS)
+        while True:
+            last, count, body = await self._runner.call(
+                self._fetch, journal, self.cursor, self._limit
+            )
+            if count == 0:
+                self.caught_up.set()
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            self.caught_up.clear()
+            await self._deliver(last, count, body)
+
+    async def _deliver(self, last: int, count: int, body: bytes) -> None:
+        counters = self._counters
+        journal = self._runner.journal
+        try:
+            await self._writer.write(body, count)
+        except SinkUnavailable as exc:
+            counters.write_failures[self.name] += 1
+            counters.connected[self.name] = False
+            counters.error(self.name, str(exc))
+            delay = self._backoff.next()
+            log.warning(
+                "sink unavailable, %d records wait in the journal; retry in %.1f s: %s",
+                count,
+                delay,
+                exc,
+                extra={"component": self.name},
+            )
+            await self._clock.sleep(delay)
+            return
+        except SinkRejected as exc:
+            counters.write_failures[self.name] += 1
+            counters.error(self.name, str(exc))
+            if count > 1:
+                # Narrow down: the refused record is in one half.
+                self._limit = max(1, count // 2)
+                return
+            await self._runner.call(
+                journal.quarantine,
+                self.name,
+                STREAM_READINGS,
+                last,
+                str(exc)[:500],
+                self._clock.now_ns(),
+            )
+            counters.quarantined[self.name] += 1
+            log.error(
+                "record %d refused by the server, quarantined: %s",
+                last,
+                exc,
+                extra={"component": self.name},
+            )
+        else:
+            counters.written[self.name] += count
+            counters.connected[self.name] = True
+            self._backoff.reset()
+            if self._limit < self._batch_size:
+                self._limit = min(self._batch_size, self._limit * 2)
+        await self._runner.call(
+            journal.set_cursor, self.name, STREAM_READINGS, last, self._clock.now_ns()
+        )
+        self.cursor = last

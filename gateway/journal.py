@@ -1,0 +1,314 @@
+"""The journal: SQLite in WAL mode, the edge's source of truth.
+
+Every reading is committed here before it is acknowledged upstream, evaluated or
+forwarded. Each sink keeps its own cursor per stream and advances it only after the
+sink confirmed a batch, so a sink that is down holds its backlog and a restart (or a
+SIGKILL) resumes where the last confirmed batch ended.
+
+The connection is used from one worker thread only (:class:`JournalRunner`), which keeps
+SQLite's file I/O off the event loop and serialises access without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, ParamSpec, TypeVar
+
+from gateway.errors import JournalError
+from gateway.model import Reading, Reject
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ns INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    sensor TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    source TEXT NOT NULL,
+    temp_c REAL NOT NULL,
+    rh REAL,
+    battery_v REAL,
+    quality INTEGER NOT NULL,
+    seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS readings_zone_ts ON readings (zone, ts_ns);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ns INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    sink TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    PRIMARY KEY (sink, stream)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_ns INTEGER NOT NULL
+);
+"""
+
+_INSERT_READING = (
+    "INSERT INTO readings (ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v,"
+    " quality, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+ReadingRow = tuple[int, Reading]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A journaled input that could not become a reading."""
+
+    id: int
+    received_ns: int
+    source: str
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What a sink has not yet confirmed on one stream."""
+
+    records: int
+    oldest_ts_ns: int | None
+
+
+class Journal:
+    """Synchronous access to the journal file. Use it from one thread (see JournalRunner)."""
+
+    def __init__(
+        self, path: str | Path, synchronous: Literal["full", "normal"] = "full"
+    ) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.Error as exc:
+            msg = f"cannot open journal {path}: {exc}"
+            raise JournalError(msg) from exc
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close the file."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            self._db.close()
+
+    def commit_batch(
+        self, readings: Sequence[Reading], dead_letters: Sequence[Reject], now_ns: int
+    ) -> int:
+        """Append readings and dead letters in one durable transaction; returns the last id."""
+        try:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.executemany(
+                    _INSERT_READING,
+                    [
+                        (
+                            r.ts_ns,
+                            r.received_ns,
+                            r.sensor,
+                            r.zone,
+                            r.source,
+                            r.temp_c,
+                            r.rh,
+                            r.battery_v,
+                            r.quality,
+                            r.seq,
+                        )
+                        for r in readings
+                    ],
+                )
+                if dead_letters:
+                    cur.executemany(
+                        "INSERT INTO dead_letters (received_ns, source, topic, reason, detail,"
+                        " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (now_ns, d.source, d.topic, d.reason, d.detail, d.raw)
+                            for d in dead_letters
+                        ],
+                    )
+                last = cur.execute("SELECT seq FROM sqlite_sequence WHERE name='readings'")
+                row = last.fetchone()
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"journal commit failed: {exc}"
+            raise JournalError(msg) from exc
+        return int(row[0]) if row else 0
+
+    def readings_after(self, position: int, limit: int) -> list[ReadingRow]:
+        """Readings with id > position, oldest first, at most limit."""
+        rows = self._db.execute(
+            "SELECT id, ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v,"
+            " quality, seq FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [
+            (
+                row[0],
+                Reading(
+                    sensor=row[3],
+                    ts_ns=row[1],
+                    received_ns=row[2],
+                    zone=row[4],
+                    source=row[5],
+                    temp_c=row[6],
+                    rh=row[7],
+                    battery_v=row[8],
+                    quality=row[9],
+                    seq=row[10],
+                ),
+            )
+            for row in rows
+        ]
+
+    def readings_between(
+        self, zones: Iterable[str], start_ns: int, end_ns: int
+    ) -> list[Reading]:
+        """Readings of these zones with start_ns <= ts < end_ns, by time."""
+        zone_list = list(zones)
+        marks = ",".join("?" for _ in zone_list)
+        rows = self._db.execute(
+            "SELECT ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v, quality,"
+            f" seq FROM readings WHERE zone IN ({marks}) AND ts_ns >= ? AND ts_ns < ?"
+            " ORDER BY ts_ns, id",
+            (*zone_list, start_ns, end_ns),
+        ).fetchall()
+        return [
+            Reading(
+                sensor=r[2],
+                ts_ns=r[0],
+                received_ns=r[1],
+                zone=r[3],
+                source=r[4],
+                temp_c=r[5],
+                rh=r[6],
+                battery_v=r[7],
+                quality=r[8],
+                seq=r[9],
+            )
+            for r in rows
+        ]
+
+    def last_id(self, table: str = "readings") -> int:
+        """The highest id ever assigned in a table (0 when empty)."""
+        row = self._db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name=?", (table,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def cursor(self, sink: str, stream: str) -> int:
+        """Where a sink stands on a stream (0 = nothing confirmed yet)."""
+        row = self._db.execute(
+            "SELECT position FROM cursors WHERE sink=? AND stream=?", (sink, stream)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, sink: str, stream: str, position: int, now_ns: int) -> None:
+        """Record that a sink confirmed everything up to position on a stream."""
+        self._db.execute(
+            "INSERT INTO cursors (sink, stream, position, updated_ns) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (sink, stream) DO UPDATE SET position=excluded.position,"
+            " updated_ns=excluded.updated_ns",
+            (sink, stream, position, now_ns),
+        )
+
+    def backlog(self, sink: str, stream: str = "readings") -> Backlog:
+        """How many readings a sink has not confirmed and when the oldest was received.
+
+        Ids are dense (AUTOINCREMENT, rolled-back inserts release theirs), so the count is a
+        subtraction, not a table scan: cheap enough to call every status interval.
+        """
+        position = self.cursor(sink, stream)
+        row = self._db.execute(
+            "SELECT received_ns FROM readings WHERE id > ? ORDER BY id LIMIT 1", (position,)
+        ).fetchone()
+        if row is None:
+            return Backlog(records=0, oldest_ts_ns=None)
+        return Backlog(records=self.last_id() - position, oldest_ts_ns=int(row[0]))
+
+    def quarantine(self, sink: str, stream: str, record_id: int, reason: str, now_ns: int) -> None:
+        """Set aside a record a sink refused for good, so the backlog can move on."""
+        self._db.execute(
+            "INSERT INTO quarantine (sink, stream, record_id, reason, quarantined_ns)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (sink, stream, record_id, reason, now_ns),
+        )
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent dead letters, newest first."""
+        rows = self._db.execute(
+            "SELECT id, received_ns, source, topic, reason, detail, payload FROM dead_letters"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [DeadLetter(*row) for row in rows]
+
+    def count(self, table: str) -> int:
+        """Rows in a table (tests and status)."""
+        if table not in {"readings", "dead_letters", "quarantine"}:
+            msg = f"unknown table {table}"
+            raise ValueError(msg)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class JournalRunner:
+    """Runs Journal calls on one dedicated worker thread, awaitable from the event loop."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run fn(*args) on the journal thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        """Finish queued work, then close the journal."""
+        self._pool.submit(self.journal.close).result()
+        self._pool.shutdown(wait=True)

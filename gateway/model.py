@@ -1,0 +1,94 @@
+"""Domain records that flow from drivers through the journal to the sinks."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+
+class Quality(enum.IntFlag):
+    """Bit flags stored with every reading (``quality`` field in InfluxDB).
+
+    A flagged reading is kept (nothing is lost) but the SOP rules ignore it.
+    """
+
+    GOOD = 0
+    SENTINEL = 1  # a known sensor sentinel: DS18B20 85.0 (power-on) or -127 (disconnected)
+    IMPOSSIBLE = 2  # outside the sensor's physical range
+    CLOCK_SKEW = 4  # device clock and gateway receive time disagree beyond the bound
+    SPIKE = 8  # rate of change beyond the sensor's limit
+    FROZEN = 16  # value unchanged for too long
+    NO_DEVICE_TIME = 32  # the device sent no timestamp; the gateway's receive time is used
+
+    @property
+    def usable(self) -> bool:
+        """True when the SOP rules may evaluate a reading with these flags."""
+        return not (self & (Quality.SENTINEL | Quality.IMPOSSIBLE | Quality.SPIKE))
+
+
+@dataclass(slots=True, frozen=True)
+class Reading:
+    """One sensor sample, normalised and calibrated.
+
+    ``ts_ns`` is the device's own timestamp (or the receive time when the device has
+    no clock, flagged NO_DEVICE_TIME); it is never rewritten downstream.
+    """
+
+    sensor: str
+    ts_ns: int
+    received_ns: int
+    temp_c: float
+    source: str
+    zone: str = ""
+    rh: float | None = None
+    battery_v: float | None = None
+    quality: int = 0
+    seq: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class RawSample:
+    """What a driver decoded from the wire, before sensor mapping and calibration."""
+
+    sensor: str
+    temp_c: float
+    ts_ns: int | None
+    received_ns: int
+    source: str
+    rh: float | None = None
+    battery_v: float | None = None
+    seq: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Reject:
+    """Input that could not become a reading, with the reason.
+
+    ``dead_letter`` rejects are journaled with their raw payload (MQTT); the others are
+    only counted (a serial line with a bad checksum has nothing worth keeping).
+    """
+
+    reason: str
+    source: str
+    raw: bytes = b""
+    topic: str = ""
+    detail: str = ""
+    dead_letter: bool = False
+
+
+def _no_ack() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A unit of driver output: samples, rejects and the upstream acknowledgement.
+
+    The supervisor calls ``ack`` only after the journal committed everything in the
+    delivery; for MQTT that sends the PUBACK.
+    """
+
+    samples: Sequence[RawSample] = ()
+    rejects: Sequence[Reject] = ()
+    ack: Callable[[], None] = field(default=_no_ack)

@@ -1,0 +1,60 @@
+"""Terminal tables for the gateway's status (``coldchain status`` and the demo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+
+
+def counters_table(status: dict[str, Any]) -> Table:
+    """Counters: received per driver, drops by reason, writes and backlog per sink."""
+    c = status["counters"]
+    table = Table(title="pipeline", expand=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for driver, n in sorted(c["received"].items()):
+        state = "up" if c["connected"].get(driver) else "down"
+        table.add_row(f"received  {driver} ({state})", f"{n:,}")
+    table.add_row("committed to journal", f"{c['committed']:,}")
+    for reason, n in sorted(c["dropped"].items()):
+        table.add_row(f"[yellow]dropped   {reason}[/]", f"{n:,}")
+    table.add_row("dead-lettered (kept)", f"{c['dead_lettered']:,}")
+    for flag, n in sorted(c["flagged"].items()):
+        table.add_row(f"flagged   {flag}", f"{n:,}")
+    for sink, info in sorted(status.get("sinks", {}).items()):
+        table.add_row(f"written   {sink}", f"{c['written'].get(sink, 0):,}")
+        table.add_row(f"backlog   {sink}", f"{info['backlog']:,}")
+        if c["quarantined"].get(sink):
+            table.add_row(f"[red]quarantined {sink}[/]", f"{c['quarantined'][sink]:,}")
+    for component, n in sorted(c["reconnects"].items()):
+        table.add_row(f"reconnects {component}", f"{n:,}")
+    return table
+
+
+def errors_table(status: dict[str, Any]) -> Table | None:
+    """The last error of each component, if any."""
+    errors = status["counters"]["last_error"]
+    if not errors:
+        return None
+    table = Table(title="last error per component")
+    table.add_column("component")
+    table.add_column("error", overflow="fold")
+    for component, message in sorted(errors.items()):
+        table.add_row(component, message)
+    return table
+
+
+def render_status(status: dict[str, Any], console: Console | None = None) -> None:
+    """Print a daemon status document as tables."""
+    console = console or Console()
+    console.print(
+        f"hub [bold]{status['hub']}[/] pid {status['pid']} up {status['uptime_s']} s "
+        f"(status at {status['at']}), journal {status['journal']}"
+    )
+    parts: list[Table] = [counters_table(status)]
+    errors = errors_table(status)
+    if errors is not None:
+        parts.append(errors)
+    console.print(Group(*parts))
