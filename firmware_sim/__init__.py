@@ -1,0 +1,1 @@
+"""Sensor firmware simulators: serial boards on ptys, MQTT nodes, thermal zones, faults."""

@@ -1,0 +1,122 @@
+"""``coldchain sim``: run a simulated serial board or a fleet of MQTT nodes.
+
+::
+
+    coldchain sim serial --probes 4 --interval 1 --faults checksum=0.05,garbage=0.02
+    coldchain sim mqtt --host 127.0.0.1 --port 1883 --devices 5 --interval 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+
+from firmware_sim.board import SensorBoardSim
+from firmware_sim.faults import FaultInjector, FaultRates
+from firmware_sim.node import SensorNodeSim, telemetry_topic
+from firmware_sim.thermal import Probe, zone_from_name
+
+ZONE_KINDS = ("cold_room", "freezer", "dock")
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``sim`` subcommand (with ``serial`` and ``mqtt``) on a CLI."""
+    sim = subparsers.add_parser("sim", help="run sensor simulators (serial board, MQTT nodes)")
+    kinds = sim.add_subparsers(dest="sim_kind", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
+    common.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    common.add_argument("--zone", choices=ZONE_KINDS, default="cold_room", help="thermal model")
+    common.add_argument(
+        "--compressor-fails-at",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="simulated seconds after start when the compressor fails",
+    )
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--rounds", type=int, default=None, help="stop after N rounds")
+
+    serial = kinds.add_parser("serial", parents=[common], help="a sensor board on a pty")
+    serial.add_argument("--board", default="B1", help="board id sent in every line")
+    serial.add_argument("--probes", type=int, default=4, help="number of probes")
+    serial.add_argument("--faults", default="", help="e.g. checksum=0.05,garbage=0.02,drop=0.01")
+    serial.add_argument("--no-device-clock", action="store_true", help="send empty timestamps")
+    serial.add_argument("--link-dir", type=Path, default=None, help="where to keep the symlink")
+
+    node = kinds.add_parser("mqtt", parents=[common], help="MQTT sensor nodes")
+    node.add_argument("--host", default="127.0.0.1")
+    node.add_argument("--port", type=int, default=1883)
+    node.add_argument("--devices", type=int, default=3)
+    node.add_argument("--malformed", type=float, default=0.0, help="rate of malformed payloads")
+    node.add_argument("--client-id", default="coldchain-node-sim")
+
+
+def _probes(args: argparse.Namespace, names: list[str]) -> dict[str, Probe]:
+    zone = zone_from_name(args.zone, args.seed, args.compressor_fails_at)
+    return {name: Probe(zone, seed=args.seed * 1000 + i) for i, name in enumerate(names)}
+
+
+async def _run_serial(args: argparse.Namespace) -> None:
+    rates = FaultRates.parse(args.faults)
+    names = [str(i) for i in range(1, args.probes + 1)]
+    with SensorBoardSim(
+        _probes(args, names),
+        board=args.board,
+        interval_s=args.interval,
+        speed=args.speed,
+        faults=FaultInjector(rates, seed=args.seed),
+        device_clock=not args.no_device_clock,
+        link_dir=args.link_dir,
+        seed=args.seed,
+    ) as board:
+        _say(f"board {board.board}: pty {board.port}, stable path {board.link_path}")
+        probes = ", ".join(f'"{n}" = "{args.board.lower()}-p{n}"' for n in names)
+        _say(
+            f'config: [[drivers.serial]] name = "{args.board.lower()}" '
+            f'port = "{board.link_path}" board = "{args.board}" probes = {{ {probes} }}'
+        )
+        await board.run(args.rounds)
+        sent = board.sent
+        _say(
+            f"sent {sent.total_valid} valid, {sent.checksum} bad checksum, "
+            f"{sent.garbage} garbage, {sent.dropped} dropped"
+        )
+
+
+async def _run_mqtt(args: argparse.Namespace) -> None:
+    names = [f"node-{i}" for i in range(1, args.devices + 1)]
+    with SensorNodeSim(
+        args.host,
+        args.port,
+        probes=_probes(args, names),
+        interval_s=args.interval,
+        speed=args.speed,
+        malformed_rate=args.malformed,
+        client_id=args.client_id,
+        seed=args.seed,
+    ) as nodes:
+        _say(f"{len(names)} nodes publishing to {telemetry_topic('<device>')} on {args.host}")
+        await nodes.run(args.rounds)
+        _say(f"sent {sum(nodes.sent.values())} readings, {sum(nodes.malformed.values())} bad")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulator chosen on the command line until Ctrl-C (or ``--rounds``)."""
+    main = _run_serial if args.sim_kind == "serial" else _run_mqtt
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main(args))
+    except (OSError, TimeoutError, ValueError) as exc:
+        sys.stderr.write(f"coldchain sim: {exc}\n")
+        return 1
+    return 0
