@@ -51,7 +51,7 @@ class SentLog:
     garbage: int = 0
     dropped: int = 0
     status: int = 0
-    unplugged: int = 0  # readings generated while unplugged: they went nowhere
+    unplugged: int = 0  # readings taken by run() while unplugged: they went nowhere
     overrun_flushes: int = 0  # times nobody read the port and the board discarded its backlog
 
     def count(self, probe: str) -> int:
@@ -275,7 +275,19 @@ class SensorBoardSim:
 
     async def send_lines(self, n: int) -> None:
         """Burst: send the next ``n`` reading lines now, waiting while the pty is full."""
+        if not self.plugged:
+            raise BoardUnpluggedError(str(self.link_path))
         await self.write(self.reading_lines(n))
+
+    def _lost_round(self) -> None:
+        """A round taken while unplugged: time and seq move on, nothing is recorded as sent."""
+        recorded = self.sent
+        self.sent = SentLog()
+        try:
+            self.round_lines()
+        finally:
+            lost, self.sent = self.sent, recorded
+        self.sent.unplugged += lost.total_valid + lost.checksum + lost.dropped
 
     async def send_status(self) -> None:
         """Send one status line now."""
@@ -309,7 +321,6 @@ class SensorBoardSim:
         """Free-running write: if nobody drains the port, discard its backlog (UART-like)."""
         master, slave = self._master, self._slave
         if master is None or slave is None:
-            self.sent.unplugged += 1
             return
         view = memoryview(data)
         while view:
@@ -327,6 +338,9 @@ class SensorBoardSim:
         """
         done = 0
         while rounds is None or done < rounds:
-            self._write_or_flush(self.round_lines())
+            if self.plugged:
+                self._write_or_flush(self.round_lines())
+            else:
+                self._lost_round()
             done += 1
             await self._clock.sleep(self.interval_s / self.speed)

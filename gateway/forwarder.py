@@ -23,6 +23,8 @@ from gateway.metrics import Counters
 log = logging.getLogger(__name__)
 
 STREAM_READINGS = "readings"
+# Statuses that blame the bytes of the batch, not the server or the config.
+_BAD_BATCH_STATUSES = frozenset({400, 413, 422})
 
 
 class LineWriter(Protocol):
@@ -119,6 +121,18 @@ class InfluxForwarder:
         except SinkRejected as exc:
             counters.write_failures[self.name] += 1
             counters.error(self.name, str(exc))
+            if getattr(exc, "status", 400) not in _BAD_BATCH_STATUSES:
+                # 401/403/404: wrong credentials or a missing database. The data is fine;
+                # hold the backlog until an operator fixes the config.
+                delay = self._backoff.next()
+                log.error(
+                    "sink refuses every write (fix the config); %d records wait: %s",
+                    count,
+                    exc,
+                    extra={"component": self.name},
+                )
+                await self._clock.sleep(delay)
+                return
             if count > 1:
                 # Narrow down: the refused record is in one half.
                 self._limit = max(1, count // 2)

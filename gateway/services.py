@@ -9,6 +9,7 @@ service is a context manager; every started process is also stopped at interpret
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
@@ -61,14 +62,14 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _http(
+def http_request(
     method: str,
     url: str,
     data: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = _HTTP_TIMEOUT_S,
 ) -> tuple[int, bytes]:
-    """One HTTP request with urllib; returns (status, body) for every status, closes all."""
+    """One HTTP request (urllib, no pooling); (status, body) for any status, nothing left open."""
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))  # noqa: S310
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
@@ -312,7 +313,10 @@ class Mosquitto(_Service):
 
 
 class InfluxDB1(_Service):
-    """A private InfluxDB 1.x (Debian's influxd 1.6): v1 HTTP API only, no auth.
+    """A private InfluxDB 1.x (Debian's influxd 1.6): v1 HTTP API only.
+
+    Auth is off unless ``admin=(user, password)`` is given: then auth is on, that admin
+    user is created at start, and the helpers here send its credentials.
 
     The config is written from scratch: every key left out keeps influxd's built-in
     default, and ``-config`` keeps /etc/influxdb/influxdb.conf out of the picture.
@@ -320,11 +324,18 @@ class InfluxDB1(_Service):
 
     name = "influxd"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, admin: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(workdir)
         self.port = port if port is not None else free_port()
         self.rpc_port = free_port()
         self.config_path = self.workdir / "influxdb.conf"
+        self.admin = admin
+        self._headers: dict[str, str] = {}
+        if admin is not None:
+            pair = f"{admin[0]}:{admin[1]}".encode()
+            self._headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
 
     @staticmethod
     def binary() -> str | None:
@@ -375,7 +386,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "{self.host}:{self.port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.admin else "false"}
   log-enabled = false
   pprof-enabled = false
 
@@ -395,10 +406,19 @@ bind-address = "{self.host}:{self.rpc_port}"
 
     def _ready(self) -> bool:
         try:
-            status, _ = _http("GET", f"{self.url}/ping", timeout=1.0)
+            status, _ = http_request("GET", f"{self.url}/ping", timeout=1.0)
         except OSError:
             return False
         return status == 204
+
+    def start(self) -> None:
+        """Start influxd; with ``admin`` set, auth is on and that admin user exists."""
+        super().start()
+        if self.admin is not None:
+            # allowed without credentials while no admin exists; idempotent afterwards
+            user, password = self.admin
+            escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+            self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{escaped}' WITH ALL PRIVILEGES")
 
     def query(self, q: str, db: str = "", *, method: str = "POST") -> dict[str, Any]:
         """Run InfluxQL (timestamps as integer ns); ServiceError if any statement failed."""
@@ -408,13 +428,15 @@ bind-address = "{self.host}:{self.rpc_port}"
         encoded = urllib.parse.urlencode(params)
         try:
             if method == "GET":
-                status, body = _http("GET", f"{self.url}/query?{encoded}")
+                status, body = http_request(
+                    "GET", f"{self.url}/query?{encoded}", headers=self._headers
+                )
             else:
-                status, body = _http(
+                status, body = http_request(
                     "POST",
                     f"{self.url}/query",
                     data=encoded.encode(),
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    headers={"Content-Type": "application/x-www-form-urlencoded", **self._headers},
                 )
         except OSError as exc:
             msg = f"influxd query failed: {exc}"
@@ -463,7 +485,9 @@ bind-address = "{self.host}:{self.rpc_port}"
         """Write line protocol directly (test setup); ServiceError unless 204."""
         data = body.encode() if isinstance(body, str) else body
         query = urllib.parse.urlencode({"db": db, "precision": precision})
-        status, answer = _http("POST", f"{self.url}/write?{query}", data=data)
+        status, answer = http_request(
+            "POST", f"{self.url}/write?{query}", data=data, headers=self._headers
+        )
         if status != 204:
             msg = f"influxd write answered {status}: {answer[:300]!r}"
             raise ServiceError(msg)
@@ -514,19 +538,21 @@ class VictoriaMetrics(_Service):
             f"-storageDataPath={self.data_dir}",
             "-retentionPeriod=100y",
             "-search.disableCache",
+            # a replayed point overwrites itself in InfluxDB; make VictoriaMetrics agree
+            "-dedup.minScrapeInterval=1ms",
             "-loggerLevel=WARN",
         ]
 
     def _ready(self) -> bool:
         try:
-            status, body = _http("GET", f"{self.url}/health", timeout=1.0)
+            status, body = http_request("GET", f"{self.url}/health", timeout=1.0)
         except OSError:
             return False
         return status == 200 and body.strip() == b"OK"
 
     def flush(self) -> None:
         """Make everything written so far searchable (``/internal/force_flush``)."""
-        status, body = _http("GET", f"{self.url}/internal/force_flush")
+        status, body = http_request("GET", f"{self.url}/internal/force_flush")
         if status != 200:
             msg = f"force_flush answered {status}: {body[:200]!r}"
             raise ServiceError(msg)
@@ -535,7 +561,7 @@ class VictoriaMetrics(_Service):
         """Every series matching a selector, as ``{"metric", "values", "timestamps"}``."""
         self.flush()
         query = urllib.parse.urlencode({"match[]": match})
-        status, body = _http("GET", f"{self.url}/api/v1/export?{query}")
+        status, body = http_request("GET", f"{self.url}/api/v1/export?{query}")
         if status != 200:
             msg = f"export answered {status}: {body[:300]!r}"
             raise ServiceError(msg)

@@ -26,7 +26,7 @@ class Driver(Protocol):
     name: str
 
     def deliveries(self) -> AsyncIterator[Delivery]:
-        """Connect and yield deliveries until the device or broker goes away."""
+        """Connect, yield an empty delivery once connected, then data until it goes away."""
         ...
 
     async def close(self) -> None:
@@ -55,7 +55,8 @@ async def supervise(
                     counters.connected[name] = True
                     log.info("driver connected", extra={"component": name})
                 backoff.reset()
-                await ingest.submit(name, delivery)
+                if delivery.samples or delivery.rejects:
+                    await ingest.submit(name, delivery)
             reason = "stream ended"
         except DriverDisconnected as exc:
             reason = str(exc) or type(exc).__name__

@@ -164,6 +164,7 @@ class SerialDriver:
         log.info("%s: opened %s", self.name, port)
         splitter = LineSplitter(self._decoder, self.stats)
         try:
+            yield Delivery()  # the driver contract: an empty delivery says "connected"
             while True:
                 try:
                     chunk = await reader.read(READ_CHUNK_BYTES)

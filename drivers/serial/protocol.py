@@ -161,7 +161,7 @@ class LineDecoder:
         """A decoder for the board and probes of one ``[[drivers.serial]]`` block."""
         return cls(
             probes=config.probes,
-            source=config.name if source is None else source,
+            source=f"serial:{config.name}" if source is None else source,
             board=config.board,
             max_line_bytes=config.max_line_bytes,
         )

@@ -22,6 +22,7 @@ guarantees is the classification:
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import gzip
 import json
@@ -170,9 +171,8 @@ class InfluxWriter:
     def _auth_headers(self) -> dict[str, str]:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.config.username:
-            headers.update(
-                urllib3.make_headers(basic_auth=f"{self.config.username}:{self._password or ''}")
-            )
+            pair = f"{self.config.username}:{self._password or ''}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
         elif self._token:
             headers["Authorization"] = f"Token {self._token}"
         return headers

@@ -12,7 +12,14 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway.errors import ServiceError
-from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics, free_port, port_open
+from gateway.services import (
+    InfluxDB1,
+    Mosquitto,
+    VictoriaMetrics,
+    free_port,
+    http_request,
+    port_open,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +124,16 @@ def test_influxdb_write_query_count_and_restart(influx_db: tuple[InfluxDB1, str]
     server.restart()
     assert server.port == port
     assert server.count(db, "m") == 2
+
+
+def test_influxdb_with_admin_requires_credentials(influxdb: InfluxDB1, tmp_path: Path) -> None:
+    with InfluxDB1(tmp_path / "auth", admin=("admin", "secret")) as server:
+        server.create_database("d")
+        server.write("d", "m v=1 1")
+        server.restart()  # the admin user is created again without complaint
+        assert server.count("d", "m") == 1
+        status, _ = http_request("POST", f"{server.url}/write?db=d", data=b"m v=2 2")
+        assert status == 401
 
 
 def test_influxdb_bad_query_raises(influx_db: tuple[InfluxDB1, str]) -> None:

@@ -15,7 +15,7 @@ from firmware_sim.board import SensorBoardSim
 from firmware_sim.node import SensorNodeSim
 from gateway.journal import Journal
 from gateway.services import InfluxDB1, Mosquitto
-from tests.integration.conftest import hub_config, running_gateway, wait_for
+from tests.integration.harness import hub_config, running_gateway, wait_for
 
 OUTAGE_S = float(os.environ.get("COLDCHAIN_TEST_OUTAGE_S", "30"))
 PROBES = {"1": "cr1-a", "2": "cr1-b", "3": "cr1-c"}
@@ -47,6 +47,7 @@ async def test_influx_outage_is_backfilled_in_order_without_gaps_or_duplicates(
                     await board.send_lines(3)
                     await asyncio.sleep(0.1)
 
+            await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
             producer = asyncio.create_task(produce())
             await wait_for(lambda: gw.counters.written["influx"] > 30, what="first writes")
             await asyncio.to_thread(influx.stop)

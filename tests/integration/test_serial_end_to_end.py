@@ -8,7 +8,7 @@ from firmware_sim.board import SensorBoardSim
 from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.thermal import ColdRoom, Probe
 from gateway.services import InfluxDB1
-from tests.integration.conftest import hub_config, running_gateway, wait_for
+from tests.integration.harness import hub_config, running_gateway, wait_for
 
 PROBES = {"1": "cr1-a", "2": "cr1-b", "3": "cr1-c"}
 
@@ -38,7 +38,7 @@ async def test_every_good_line_lands_with_tags_and_original_timestamp(
         config = _config(tmp_path, str(board.link_path), influx, db)
         async with running_gateway(config) as gw:  # type: ignore[arg-type]
             # The driver opens the port asynchronously: send a first line until it is read.
-            await wait_for(lambda: gw.counters.connected.get("board-a") is not None, 5)
+            await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
             await board.send_lines(600)
             sent = board.sent
             await wait_for(

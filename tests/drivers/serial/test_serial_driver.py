@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.serial.config import SerialDriverConfig
 from drivers.serial.driver import LineSplitter, SerialDriver, SerialStats
-from drivers.serial.protocol import LineDecoder, encode_reading, encode_status
+from drivers.serial.protocol import REJECT_REASONS, LineDecoder, encode_reading, encode_status
 from gateway.clock import ManualClock
 from gateway.errors import DriverDisconnected
 from gateway.model import Delivery
@@ -154,3 +156,36 @@ async def test_real_pyserial_on_missing_port_is_driver_disconnected(tmp_path: Pa
             pass
     assert info.value.__cause__ is not None
     await driver.close()  # idempotent, nothing open
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=400),
+            st.sampled_from([line(1), line(2, "2"), b"\r\n", b"\n", b"$", b"\x00" * 300]),
+        ),
+        max_size=20,
+    )
+)
+def test_splitter_survives_any_byte_stream(chunks: list[bytes]) -> None:
+    split, stats = splitter(max_samples=3)
+    for delivery in feed_all(split, *chunks):
+        assert len(delivery.samples) <= 3
+        assert all(r.reason in REJECT_REASONS for r in delivery.rejects)
+        assert all(len(r.raw) <= CONFIG.max_line_bytes for r in delivery.rejects)
+    # Memory stays bounded whatever the stream: at most one line is held.
+    assert len(split._buf) <= CONFIG.max_line_bytes
+    assert stats.samples + sum(stats.rejects.values()) + stats.status_lines <= stats.lines
+
+
+def test_readme_config_block_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    readme = (Path(__file__).parents[3] / "drivers" / "serial" / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    tables = tomllib.loads(block.group(1))["drivers"]["serial"]
+    config = SerialDriverConfig(**tables[0])
+    assert config.probes["1"] == "cr1-a"

@@ -134,7 +134,7 @@ def _reason(decoder: LineDecoder, line: bytes) -> str:
         (b"\x00\xff\xfe$CCR\r\n", "garbage"),
         (b"$CCR,B1,1,42,,4.25,,*ZZZZ\r\n", "garbage"),  # no valid CRC field
         (b"$CCR,B1,1,42,,4.25,,\r\n", "garbage"),  # no CRC at all
-        ("$CCR,B1,1,42,,4.25,,".encode() + b"\xc3\xa9*0000\r\n", "garbage"),  # non-ASCII
+        (b"$CCR,B1,1,42,,4.25,," + b"\xc3\xa9*0000\r\n", "garbage"),  # non-ASCII
         (frame(b"GPS,1,2,3"), "garbage"),  # a sentence we do not speak
         (frame(b"CCR,B1,1,42,,nan,,"), "bad_field"),
         (frame(b"CCR,B1,1,42,,inf,,"), "bad_field"),
