@@ -114,6 +114,7 @@ class MqttDriver:
                 log.info(
                     "connected to %s as %s", where, self.client_id, extra={"component": self.name}
                 )
+                yield Delivery()  # the driver contract: an empty delivery says "subscribed"
                 async for delivery in self._read(client, connection):
                     yield delivery
         except aiomqtt.MqttError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,8 @@ def _write_config(path: Path, journal: Path, broker: Mosquitto, influx_url: str,
     )
     path.write_text(
         f"""
+status_interval_s = 0.2
+
 [hub]
 id = "hub-kill"
 
@@ -121,11 +124,12 @@ max_backoff_s = 1
 
 
 def _start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
+    with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 async def test_sigkill_mid_run_loses_nothing_and_forwarding_resumes(
@@ -149,12 +153,14 @@ async def test_sigkill_mid_run_loses_nothing_and_forwarding_resumes(
                     await asyncio.to_thread(nodes.publish_round)
                     await asyncio.sleep(0.01)
 
-            async def forwarding() -> bool:
-                await asyncio.to_thread(nodes.publish_round)
-                await asyncio.sleep(0.1)
-                return influx.count(db, "reading") > 0
+            def subscribed() -> bool:
+                try:
+                    status = json.loads((tmp_path / "status.json").read_text())
+                except (OSError, ValueError):
+                    return False
+                return bool(status["counters"]["connected"].get("nodes"))
 
-            await wait_for(forwarding, timeout=20, what="gateway forwarding")
+            await wait_for(subscribed, timeout=20, what="gateway subscribed")
             await publish_for(2.0)
             gateway.send_signal(signal.SIGKILL)
             gateway.wait()
