@@ -42,7 +42,9 @@ def summary(config: GatewayConfig, path: str) -> str:
         lines.append("  influx     (none: readings stay in the journal)")
     else:
         target = (
-            f"db={influx.database}" if influx.api == "v1" else f"org={influx.org} bucket={influx.bucket}"
+            f"db={influx.database}"
+            if influx.api == "v1"
+            else f"org={influx.org} bucket={influx.bucket}"
         )
         lines.append(f"  influx     {influx.api} {influx.url} {target}")
     return "\n".join(lines)
@@ -103,7 +105,9 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     try:
         for d in journal.dead_letters(args.limit):
             payload = d.payload[:120].decode("utf-8", "backslashreplace")
-            print(f"{d.id}\t{iso_utc(d.received_ns)}\t{d.source}\t{d.topic}\t{d.reason}\t{d.detail}\t{payload}")
+            print(
+                f"{d.id}\t{iso_utc(d.received_ns)}\t{d.source}\t{d.topic}\t{d.reason}\t{d.detail}\t{payload}"
+            )
     finally:
         journal.close()
     return 0

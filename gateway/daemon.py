@@ -111,19 +111,21 @@ class Gateway:
         finally:
             for f in self.forwarders:
                 with contextlib.suppress(Exception):
-                    await f._writer.close()  # noqa: SLF001 - the forwarder owns its writer
+                    await f._writer.close()
             self._write_status()
             self.runner.close()
             log.info("gateway stopped; journal closed")
 
     async def _drain_forwarders(self) -> None:
-        last = self.ingest.last_id
+        # Everything is committed now; each forwarder reports caught_up once a fetch
+        # finds nothing after its cursor.
         for f in self.forwarders:
+            f.caught_up.clear()
             f.wake()
         try:
             async with asyncio.timeout(self.shutdown_flush_s):
-                while any(f.cursor < last for f in self.forwarders):
-                    await asyncio.sleep(0.05)
+                for f in self.forwarders:
+                    await f.caught_up.wait()
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
 

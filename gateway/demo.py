@@ -136,11 +136,19 @@ def demo_config(
         "sensors": sensors,
         "drivers": {
             "serial": [
-                {"name": "board-a", "port": board_a, "board": "A1",
-                 "probes": {ch: s for ch, (s, _) in BOARD_A.items()}},
-                {"name": "board-b", "port": board_b, "board": "B1",
-                 "probes": {ch: s for ch, (s, _) in BOARD_B.items()}},
-            ],  # fmt: skip
+                {
+                    "name": "board-a",
+                    "port": board_a,
+                    "board": "A1",
+                    "probes": {ch: s for ch, (s, _) in BOARD_A.items()},
+                },
+                {
+                    "name": "board-b",
+                    "port": board_b,
+                    "board": "B1",
+                    "probes": {ch: s for ch, (s, _) in BOARD_B.items()},
+                },
+            ],
         },
         "status_interval_s": 2.0,
     }
@@ -250,8 +258,8 @@ def _influx_count(url: str) -> int:
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # made absolute by run_demo
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     services = DemoServices(args.services, out / "services")
     await asyncio.to_thread(services.start)
     for note in services.notes:
@@ -328,7 +336,9 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     console.print("[bold]Where the data went[/]")
     console.print(f"  journal   {config.journal.path}  ({committed:,} readings committed)")
     console.print(f"  config    {out / 'demo.toml'}")
-    (out / "demo.toml").write_text(_as_toml_comment(config), encoding="utf-8")
+    await asyncio.to_thread(
+        (out / "demo.toml").write_text, _as_toml_comment(config), encoding="utf-8"
+    )
     if services.influx_url is not None:
         n = await asyncio.to_thread(_influx_count, services.influx_url)
         console.print(f"  InfluxDB  {services.influx_url} db={DEMO_DB}: {n:,} reading points")
@@ -379,6 +389,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the process exit code."""
     setup_logging("WARNING", "text")
     console = Console()
+    args.out = str(Path(args.out).absolute())
     if shutil.which("sqlite3") is None:
         log.debug("sqlite3 CLI not installed; the inspect hint still shows the query")
     try:

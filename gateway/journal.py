@@ -101,16 +101,12 @@ class Backlog:
 class Journal:
     """Synchronous access to the journal file. Use it from one thread (see JournalRunner)."""
 
-    def __init__(
-        self, path: str | Path, synchronous: Literal["full", "normal"] = "full"
-    ) -> None:
+    def __init__(self, path: str | Path, synchronous: Literal["full", "normal"] = "full") -> None:
         self.path = Path(path)
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False
-            )
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA busy_timeout=5000")
@@ -202,9 +198,7 @@ class Journal:
             for row in rows
         ]
 
-    def readings_between(
-        self, zones: Iterable[str], start_ns: int, end_ns: int
-    ) -> list[Reading]:
+    def readings_between(self, zones: Iterable[str], start_ns: int, end_ns: int) -> list[Reading]:
         """Readings of these zones with start_ns <= ts < end_ns, by time."""
         zone_list = list(zones)
         marks = ",".join("?" for _ in zone_list)
@@ -232,9 +226,7 @@ class Journal:
 
     def last_id(self, table: str = "readings") -> int:
         """The highest id ever assigned in a table (0 when empty)."""
-        row = self._db.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name=?", (table,)
-        ).fetchone()
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name=?", (table,)).fetchone()
         return int(row[0]) if row else 0
 
     def cursor(self, sink: str, stream: str) -> int:

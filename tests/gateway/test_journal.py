@@ -63,7 +63,12 @@ def test_dead_letters_keep_payload_and_reason(tmp_path: Path) -> None:
     reject = Reject("not_json", "mqtt:nodes", b"\xff{", "sensors/x", "line 1", True)
     j.commit_batch([], [reject], 42)
     (dl,) = j.dead_letters()
-    assert (dl.reason, dl.payload, dl.topic, dl.received_ns) == ("not_json", b"\xff{", "sensors/x", 42)
+    assert (dl.reason, dl.payload, dl.topic, dl.received_ns) == (
+        "not_json",
+        b"\xff{",
+        "sensors/x",
+        42,
+    )
     j.close()
 
 

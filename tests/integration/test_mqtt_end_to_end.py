@@ -130,7 +130,5 @@ async def test_v2_write_path_against_a_real_server(
             await publish_rounds(nodes, 10)
             good = sum(nodes.sent.values())
             await wait_for(lambda: gw.counters.written["influx"] == good, what="v2 writes")
-    stored = await asyncio.to_thread(
-        victoria.wait_for_count, '{__name__="reading_temp_c"}', good
-    )
+    stored = await asyncio.to_thread(victoria.wait_for_count, '{__name__="reading_temp_c"}', good)
     assert stored == good

@@ -27,9 +27,10 @@ async def test_influx_outage_is_backfilled_in_order_without_gaps_or_duplicates(
 ) -> None:
     if not InfluxDB1.binary_available():
         pytest.skip("influxd not installed")
-    with InfluxDB1(tmp_path / "influx") as influx, SensorBoardSim(
-        3, board="A1", link_dir=tmp_path
-    ) as board:
+    with (
+        InfluxDB1(tmp_path / "influx") as influx,
+        SensorBoardSim(3, board="A1", link_dir=tmp_path) as board,
+    ):
         influx.create_database("outage")
         config = hub_config(
             tmp_path,

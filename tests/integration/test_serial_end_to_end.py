@@ -53,7 +53,7 @@ async def test_every_good_line_lands_with_tags_and_original_timestamp(
             assert gw.runner.journal.count("readings") == sent.total_valid
 
         rows = influx.rows(
-            'SELECT temp_c, seq, hub, zone, sensor, source FROM reading WHERE sensor = \'cr1-b\'',
+            "SELECT temp_c, seq, hub, zone, sensor, source FROM reading WHERE sensor = 'cr1-b'",
             db,
         )
         expected = sent.valid["2"]
@@ -78,6 +78,7 @@ async def test_driver_resumes_after_unplug_and_replug(
     with SensorBoardSim(3, board="A1", link_dir=tmp_path) as board:
         config = _config(tmp_path, str(board.link_path), influx, db)
         async with running_gateway(config) as gw:  # type: ignore[arg-type]
+            await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
             await board.send_lines(30)
             await wait_for(lambda: gw.counters.committed == 30, what="first burst")
             board.unplug()

@@ -237,7 +237,6 @@ async def test_close_ends_deliveries_quietly(
     reader = Reader(driver)
     await reader.subscribed(publisher)
     pending = asyncio.create_task(reader.next())
-    await asyncio.sleep(0)  # let the task start waiting for a message
     await driver.close()
     with pytest.raises(StopAsyncIteration):
         await pending

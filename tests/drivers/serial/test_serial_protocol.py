@@ -70,7 +70,7 @@ def test_decode_full_reading(decoder: LineDecoder) -> None:
         temp_c=4.25,
         ts_ns=1_767_225_600_000 * 1_000_000,
         received_ns=RECEIVED_NS,
-        source="cr1-board",
+        source="serial:cr1-board",
         rh=81.5,
         battery_v=3.58,
         seq=42,
@@ -120,7 +120,7 @@ def _reason(decoder: LineDecoder, line: bytes) -> str:
     result = decoder.decode_line(line, RECEIVED_NS)
     assert isinstance(result, Reject), result
     assert result.dead_letter is False
-    assert result.source == "cr1-board"
+    assert result.source == "serial:cr1-board"
     return result.reason
 
 
