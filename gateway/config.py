@@ -53,6 +53,9 @@ class JournalConfig(_Strict):
     commit_interval_ms: int = Field(default=50, ge=1, le=5000)
     commit_max_rows: int = Field(default=5000, ge=1, le=100_000)
     synchronous: Literal["full", "normal"] = "full"
+    retention_days: float = Field(
+        default=35.0, gt=0, description="keep delivered readings this long (traces, audits)"
+    )
 
 
 class SensorConfig(_Strict):

@@ -23,6 +23,8 @@ from gateway.supervisor import Driver, supervise
 
 log = logging.getLogger(__name__)
 
+PRUNE_INTERVAL_S = 600.0
+
 
 def build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
     """One driver instance per configured block, through the registry."""
@@ -88,6 +90,7 @@ class Gateway:
                     for d in self.drivers
                 ]
                 status_task = tg.create_task(self._status_loop(), name="status")
+                prune_task = tg.create_task(self._prune_loop(), name="prune")
                 self.ready.set()
                 log.info(
                     "gateway running: hub %s, %d driver(s), %d sink(s), journal %s",
@@ -106,7 +109,7 @@ class Gateway:
                 await self.ingest.close()
                 await ingest_task
                 await self._drain_forwarders()
-                for task in [*forwarder_tasks, status_task]:
+                for task in [*forwarder_tasks, status_task, prune_task]:
                     task.cancel()
         finally:
             for f in self.forwarders:
@@ -128,6 +131,17 @@ class Gateway:
                     await f.caught_up.wait()
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
+
+    async def _prune_loop(self) -> None:
+        keep_ns = int(self.config.journal.retention_days * 86_400 * 1e9)
+        sinks = [f.name for f in self.forwarders]
+        while True:
+            removed = await self.runner.call(
+                self.journal.prune, self.clock.now_ns() - keep_ns, sinks
+            )
+            if removed:
+                log.info("journal: pruned %d delivered readings past retention", removed)
+            await self.clock.sleep(PRUNE_INTERVAL_S)
 
     async def _status_loop(self) -> None:
         while True:

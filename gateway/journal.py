@@ -259,6 +259,27 @@ class Journal:
             return Backlog(records=0, oldest_ts_ns=None)
         return Backlog(records=self.last_id() - position, oldest_ts_ns=int(row[0]))
 
+    def prune(self, older_than_ns: int, sinks: Iterable[str], chunk: int = 10_000) -> int:
+        """Delete delivered readings received before a time; returns how many went.
+
+        A reading goes only when every named sink's cursor has passed it, so pruning
+        never drops a backlog. Deletes run in chunks to keep write locks short.
+        """
+        positions = [self.cursor(sink, "readings") for sink in sinks]
+        limit = min(positions) if positions else self.last_id()
+        removed = 0
+        while True:
+            cur = self._db.execute(
+                "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id <= ?"
+                " AND received_ns < ? ORDER BY id LIMIT ?)",
+                (limit, older_than_ns, chunk),
+            )
+            removed += cur.rowcount
+            if cur.rowcount < chunk:
+                break
+        self._db.execute("DELETE FROM dead_letters WHERE received_ns < ?", (older_than_ns,))
+        return removed
+
     def quarantine(self, sink: str, stream: str, record_id: int, reason: str, now_ns: int) -> None:
         """Set aside a record a sink refused for good, so the backlog can move on."""
         self._db.execute(

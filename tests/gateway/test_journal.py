@@ -116,3 +116,14 @@ def test_committed_batches_survive_sigkill(tmp_path: Path) -> None:
     assert [rid for rid, _ in rows] == list(range(1, len(rows) + 1))
     assert [r.seq for _, r in rows] == list(range(len(rows)))
     j.close()
+
+
+def test_prune_keeps_undelivered_and_recent_readings(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    j.commit_batch([_reading(i) for i in range(10)], [], 0)
+    j.set_cursor("influx", "readings", 6, 1)
+    cutoff = _reading(8).received_ns  # readings 0..7 are old enough
+    assert j.prune(cutoff, ["influx"], chunk=2) == 6  # only ids 1..6 were delivered
+    assert [rid for rid, _ in j.readings_after(0, 100)] == [7, 8, 9, 10]
+    assert j.commit_batch([_reading(11)], [], 0) == 11, "ids are never reused"
+    j.close()

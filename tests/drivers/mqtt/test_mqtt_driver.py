@@ -110,7 +110,7 @@ async def test_qos1_messages_become_samples(
 
     samples = await reader.until_seqs(set(range(n)))
 
-    by_seq = {s.seq: s for s in samples if s.sensor != MARKER}
+    by_seq = {s.seq: s for s in samples if s.sensor != MARKER and s.seq is not None}
     assert sorted(by_seq) == list(range(n))
     for i, got in by_seq.items():
         assert got == RawSample(
@@ -125,6 +125,19 @@ async def test_qos1_messages_become_samples(
     assert len(reader.deliveries) < n
     await reader.close()
     await driver.close()
+
+
+async def test_first_delivery_is_empty_and_means_subscribed(
+    make_driver: Callable[..., MqttDriver], publisher: Publisher
+) -> None:
+    reader = Reader(make_driver())
+    first = await reader.next()
+    assert (list(first.samples), list(first.rejects)) == ([], [])
+    first.ack()  # nothing to acknowledge, must not fail
+    await publisher.publish([reading(3)])
+    samples = await reader.until_seqs({3})
+    assert [s.seq for s in samples] == [3]
+    await reader.close()
 
 
 async def test_malformed_payloads_are_dead_letter_rejects(

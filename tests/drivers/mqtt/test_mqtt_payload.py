@@ -252,8 +252,14 @@ class TestRejects:
         self, doc: dict[str, object], ts_format: str
     ) -> None:
         m = PayloadMapper(
-            TopicMapping(
-                topic="#", sensor_path="id", ts_format=ts_format, rh_path="rh", seq_path="n"
+            TopicMapping.model_validate(
+                {
+                    "topic": "#",
+                    "sensor_path": "id",
+                    "ts_format": ts_format,
+                    "rh_path": "rh",
+                    "seq_path": "n",
+                }
             ),
             max_payload_bytes=100_000,
         )
