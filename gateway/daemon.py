@@ -13,7 +13,7 @@ from typing import Any
 from drivers import REGISTRY
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.config import GatewayConfig
-from gateway.forwarder import STREAM_READINGS, InfluxForwarder
+from gateway.forwarder import STREAM_READINGS, InfluxForwarder, readings_stream
 from gateway.ingest import Ingest
 from gateway.journal import Journal, JournalRunner
 from gateway.metrics import Counters
@@ -60,7 +60,7 @@ class Gateway:
                 "influx",
                 self.runner,
                 InfluxWriter(influx),
-                config.hub.id,
+                [readings_stream(config.hub.id)],
                 self.counters,
                 self.clock,
                 batch_size=influx.batch_size,

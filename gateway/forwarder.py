@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.backoff import Backoff
@@ -39,15 +41,43 @@ class LineWriter(Protocol):
         ...
 
 
+Fetch = Callable[[Journal, int, int], tuple[int, int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One journal stream a sink drains: a name (its cursor key) and how to encode it.
+
+    ``fetch(journal, after, limit)`` runs on the journal thread and returns
+    ``(last id, record count, line-protocol body)`` for records after the cursor.
+    """
+
+    name: str
+    fetch: Fetch
+
+
+def readings_stream(hub: str) -> Stream:
+    """The readings table as line protocol (measurement ``reading``)."""
+
+    def fetch(journal: Journal, after: int, limit: int) -> tuple[int, int, bytes]:
+        rows = journal.readings_after(after, limit)
+        if not rows:
+            return after, 0, b""
+        body = "\n".join([reading_line(hub, r) for _, r in rows]).encode()
+        return rows[-1][0], len(rows), body
+
+    return Stream(STREAM_READINGS, fetch)
+
+
 class InfluxForwarder:
-    """Drains the journal's readings into one line-protocol sink."""
+    """Drains journal streams into one line-protocol sink, earlier streams first."""
 
     def __init__(
         self,
         sink_name: str,
         runner: JournalRunner,
         writer: LineWriter,
-        hub: str,
+        streams: list[Stream],
         counters: Counters,
         clock: Clock,
         batch_size: int = 5000,
@@ -56,38 +86,47 @@ class InfluxForwarder:
         self.name = sink_name
         self._runner = runner
         self._writer = writer
-        self._hub = hub
+        self._streams = streams
         self._counters = counters
         self._clock = clock
         self._batch_size = batch_size
         self._limit = batch_size
         self._backoff = Backoff(initial=0.5, maximum=max_backoff_s)
         self._wake = asyncio.Event()
-        self.cursor = 0
+        self.cursors: dict[str, int] = {}
         self.caught_up = asyncio.Event()
+
+    @property
+    def cursor(self) -> int:
+        """Position on the readings stream (for status and shutdown)."""
+        return self.cursors.get(STREAM_READINGS, 0)
+
+    @property
+    def writer(self) -> LineWriter:
+        """The sink this forwarder writes to."""
+        return self._writer
 
     def wake(self, *_: object) -> None:
         """New records are in the journal: stop waiting (an ingest commit listener)."""
         self._wake.set()
 
-    def _fetch(self, journal: Journal, after: int, limit: int) -> tuple[int, int, bytes]:
-        # Runs on the journal thread: read and encode there, keep the event loop free.
-        rows = journal.readings_after(after, limit)
-        if not rows:
-            return after, 0, b""
-        hub = self._hub
-        body = "\n".join([reading_line(hub, r) for _, r in rows]).encode()
-        return rows[-1][0], len(rows), body
-
     async def run(self) -> None:
-        """Forward until cancelled."""
+        """Forward until cancelled; each round restarts from the first (most urgent) stream."""
         journal = self._runner.journal
-        self.cursor = await self._runner.call(journal.cursor, self.name, STREAM_READINGS)
-        while True:
-            last, count, body = await self._runner.call(
-                self._fetch, journal, self.cursor, self._limit
+        for stream in self._streams:
+            self.cursors[stream.name] = await self._runner.call(
+                journal.cursor, self.name, stream.name
             )
-            if count == 0:
+        while True:
+            for stream in self._streams:
+                last, count, body = await self._runner.call(
+                    stream.fetch, journal, self.cursors[stream.name], self._limit
+                )
+                if count:
+                    self.caught_up.clear()
+                    await self._deliver(stream.name, last, count, body)
+                    break
+            else:
                 self.caught_up.set()
                 self._wake.clear()
                 try:
@@ -95,11 +134,8 @@ class InfluxForwarder:
                         await self._wake.wait()
                 except TimeoutError:
                     pass
-                continue
-            self.caught_up.clear()
-            await self._deliver(last, count, body)
 
-    async def _deliver(self, last: int, count: int, body: bytes) -> None:
+    async def _deliver(self, stream: str, last: int, count: int, body: bytes) -> None:
         counters = self._counters
         journal = self._runner.journal
         try:
@@ -110,8 +146,9 @@ class InfluxForwarder:
             counters.error(self.name, str(exc))
             delay = self._backoff.next()
             log.warning(
-                "sink unavailable, %d records wait in the journal; retry in %.1f s: %s",
+                "sink unavailable, %d %s wait in the journal; retry in %.1f s: %s",
                 count,
+                stream,
                 delay,
                 exc,
                 extra={"component": self.name},
@@ -126,8 +163,9 @@ class InfluxForwarder:
                 # hold the backlog until an operator fixes the config.
                 delay = self._backoff.next()
                 log.error(
-                    "sink refuses every write (fix the config); %d records wait: %s",
+                    "sink refuses every write (fix the config); %d %s wait: %s",
                     count,
+                    stream,
                     exc,
                     extra={"component": self.name},
                 )
@@ -138,16 +176,12 @@ class InfluxForwarder:
                 self._limit = max(1, count // 2)
                 return
             await self._runner.call(
-                journal.quarantine,
-                self.name,
-                STREAM_READINGS,
-                last,
-                str(exc)[:500],
-                self._clock.now_ns(),
+                journal.quarantine, self.name, stream, last, str(exc)[:500], self._clock.now_ns()
             )
             counters.quarantined[self.name] += 1
             log.error(
-                "record %d refused by the server, quarantined: %s",
+                "%s record %d refused by the server, quarantined: %s",
+                stream,
                 last,
                 exc,
                 extra={"component": self.name},
@@ -158,7 +192,5 @@ class InfluxForwarder:
             self._backoff.reset()
             if self._limit < self._batch_size:
                 self._limit = min(self._batch_size, self._limit * 2)
-        await self._runner.call(
-            journal.set_cursor, self.name, STREAM_READINGS, last, self._clock.now_ns()
-        )
-        self.cursor = last
+        await self._runner.call(journal.set_cursor, self.name, stream, last, self._clock.now_ns())
+        self.cursors[stream] = last
