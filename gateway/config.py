@@ -13,12 +13,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.serial.config import SerialDriverConfig
 from gateway.errors import ConfigError
+from gateway.rules.profiles import DEFAULT_PROFILES, ProductProfile
 from gateway.secrets import SecretRef
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
@@ -85,6 +87,7 @@ class ZoneConfig(_Strict):
     kind: ZoneKind
     name: str = ""
     profile: str | None = None
+    aggregate: Literal["worst", "median"] = "worst"
 
 
 class DriversConfig(_Strict):
@@ -141,6 +144,7 @@ class GatewayConfig(_Strict):
 
     hub: HubConfig
     journal: JournalConfig = JournalConfig()
+    profiles: dict[str, ProductProfile] = {}
     sensors: list[SensorConfig] = []
     zones: list[ZoneConfig] = []
     drivers: DriversConfig = DriversConfig()
@@ -149,6 +153,17 @@ class GatewayConfig(_Strict):
     clock_skew_bound_s: float = Field(default=120.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
 
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _profile_names(cls, value: Any) -> Any:
+        # [profiles.chilled] needs no name = "chilled" inside it.
+        if isinstance(value, dict):
+            return {
+                k: {"name": k, **v} if isinstance(v, dict) and "name" not in v else v
+                for k, v in value.items()
+            }
+        return value
+
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
         problems: list[str] = []
@@ -156,6 +171,16 @@ class GatewayConfig(_Strict):
         sensor_ids = [s.id for s in self.sensors]
         problems += [f"zones: duplicate id {d!r}" for d in _duplicates(zone_ids)]
         problems += [f"sensors: duplicate id {d!r}" for d in _duplicates(sensor_ids)]
+        known_profiles = set(DEFAULT_PROFILES) | set(self.profiles)
+        for i, z in enumerate(self.zones):
+            if z.profile is not None and z.profile not in known_profiles:
+                problems.append(
+                    f"zones[{i}].profile: unknown profile {z.profile!r}"
+                    f" (defaults: {', '.join(sorted(DEFAULT_PROFILES))})"
+                )
+        for name, profile in self.profiles.items():
+            if profile.name != name:
+                problems.append(f"profiles.{name}.name: must equal the table name {name!r}")
         for i, s in enumerate(self.sensors):
             if s.zone not in zone_ids:
                 problems.append(f"sensors[{i}].zone: unknown zone {s.zone!r}")
@@ -176,6 +201,10 @@ class GatewayConfig(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def all_profiles(self) -> dict[str, ProductProfile]:
+        """Built-in profiles overlaid with the ones this file defines."""
+        return {**DEFAULT_PROFILES, **self.profiles}
 
     def sensor(self, sensor_id: str) -> SensorConfig | None:
         """The sensor with this id, if configured."""

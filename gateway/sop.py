@@ -1,0 +1,104 @@
+"""Zone excursion monitoring: committed readings -> zone value -> excursion events.
+
+Each zone with a product profile has one :class:`ExcursionDetector`. The zone's value at a
+reading's time is the worst (or the median) of its sensors' latest usable readings;
+sensors silent for longer than ``STALE_INTERVALS`` of their interval drop out, so a dead
+probe cannot hold a zone in alarm (sensor health reports it separately).
+Rules run on event time; ``check(now_ns)`` is the timer that raises a pending excursion
+when readings stop arriving.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.config import GatewayConfig
+from gateway.model import Quality, Reading
+from gateway.rules.excursion import ExcursionDetector, ExcursionEvent
+from gateway.rules.profiles import ProductProfile
+
+STALE_INTERVALS = 3.0
+
+
+def severity(profile: ProductProfile, temp_c: float) -> float:
+    """How far outside the band a value is (positive = out of range, negative = inside)."""
+    out = float("-inf")
+    if profile.max_c is not None:
+        out = max(out, temp_c - profile.max_c)
+    if profile.min_c is not None:
+        out = max(out, profile.min_c - temp_c)
+    return out
+
+
+@dataclass(slots=True)
+class _Zone:
+    profile: ProductProfile
+    aggregate: str
+    detector: ExcursionDetector
+    latest: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+
+class ZoneMonitor:
+    """Feeds every profiled zone's detector from committed readings."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        profiles = config.all_profiles()
+        self._interval_ns = {s.id: int(s.interval_s * 1e9) for s in config.sensors}
+        self._zones: dict[str, _Zone] = {}
+        for zone in config.zones:
+            if zone.profile is None:
+                continue
+            profile = profiles[zone.profile]
+            self._zones[zone.id] = _Zone(
+                profile, zone.aggregate, ExcursionDetector(profile, zone.id)
+            )
+
+    @property
+    def zones(self) -> dict[str, ProductProfile]:
+        """Monitored zones and their profiles."""
+        return {zid: z.profile for zid, z in self._zones.items()}
+
+    def detector(self, zone: str) -> ExcursionDetector:
+        """The detector of one zone (status views and tests)."""
+        return self._zones[zone].detector
+
+    def observe(self, readings: Iterable[Reading]) -> list[ExcursionEvent]:
+        """Evaluate a committed batch; returns the excursion transitions it caused."""
+        events: list[ExcursionEvent] = []
+        for r in readings:
+            zone = self._zones.get(r.zone)
+            if zone is None or not Quality(r.quality).usable:
+                continue
+            zone.latest[r.sensor] = (r.ts_ns, r.temp_c)
+            value = self._zone_value(zone, r.ts_ns)
+            if value is not None:
+                events.extend(zone.detector.observe(r.ts_ns, value))
+        return events
+
+    def check(self, now_ns: int) -> list[ExcursionEvent]:
+        """Timer: raise pending excursions whose alarm delay ran out without new readings."""
+        events: list[ExcursionEvent] = []
+        for zone in self._zones.values():
+            events.extend(zone.detector.check(now_ns))
+        return events
+
+    def next_deadline_ns(self) -> int | None:
+        """The earliest pending alarm deadline, if any."""
+        deadlines = [
+            d for z in self._zones.values() if (d := z.detector.pending_deadline_ns) is not None
+        ]
+        return min(deadlines, default=None)
+
+    def _zone_value(self, zone: _Zone, at_ns: int) -> float | None:
+        fresh = [
+            temp
+            for sensor, (ts, temp) in zone.latest.items()
+            if at_ns - ts <= STALE_INTERVALS * self._interval_ns.get(sensor, 0)
+        ]
+        if not fresh:
+            return None
+        if zone.aggregate == "median":
+            return float(statistics.median(fresh))
+        return max(fresh, key=lambda t: severity(zone.profile, t))
