@@ -113,6 +113,42 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.alerts import AlertError, AlertStore
+    from gateway.journal import Journal
+
+    config = load_config(args.config)
+    journal = Journal(config.journal.path)
+    store = AlertStore(journal.connection, config.hub.id)
+    try:
+        if args.action == "ack":
+            if not args.id or not args.by:
+                print("usage: coldchain alerts ack ID --by NAME", file=sys.stderr)
+                return 2
+            try:
+                alert = store.acknowledge(args.id, args.by, time.time_ns(), args.note or "")
+            except AlertError as exc:
+                print(f"coldchain: {exc}", file=sys.stderr)
+                return 1
+            print(f"{alert.id} acknowledged by {alert.acknowledged_by}")
+            return 0
+        active = store.active()
+        if not active:
+            print("no active alerts")
+            return 0
+        for a in active:
+            by = f" (ack: {a.acknowledged_by})" if a.acknowledged_by else ""
+            print(
+                f"{a.id}\t{a.severity}\t{a.state}{by}\t{a.subject}\t"
+                f"since {iso_utc(a.started_ns)}\t{a.message}"
+            )
+        return 0
+    finally:
+        journal.close()
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -143,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", required=True)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_cmd_dead_letters)
+
+    p = sub.add_parser("alerts", help="list active alerts, or acknowledge one")
+    p.add_argument("action", nargs="?", choices=["list", "ack"], default="list")
+    p.add_argument("id", nargs="?", help="alert id (for ack)")
+    p.add_argument("--by", help="who acknowledges (for ack)")
+    p.add_argument("--note", help="why (for ack)")
+    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.set_defaults(func=_cmd_alerts)
 
     from gateway.demo import add_demo_arguments
 

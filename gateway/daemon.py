@@ -7,23 +7,42 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from drivers import REGISTRY
+from gateway.alerts import AlertStore, Severity, alert_line
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.config import GatewayConfig
-from gateway.forwarder import STREAM_READINGS, InfluxForwarder, readings_stream
+from gateway.forwarder import STREAM_READINGS, InfluxForwarder, Stream, readings_stream
 from gateway.ingest import Ingest
 from gateway.journal import Journal, JournalRunner
 from gateway.metrics import Counters
+from gateway.model import Reading
 from gateway.normalize import Normalizer
+from gateway.rules.excursion import ExcursionEvent
 from gateway.sinks.influx import InfluxWriter
+from gateway.sop import ZoneMonitor
 from gateway.supervisor import Driver, supervise
 
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 600.0
+SOP_TIMER_S = 1.0
+
+
+def alerts_stream(store: AlertStore) -> Stream:
+    """Alert transitions as line protocol (measurement ``alert``), drained before readings."""
+
+    def fetch(journal: Journal, after: int, limit: int) -> tuple[int, int, bytes]:
+        rows = store.events_after(after, limit)
+        if not rows:
+            return after, 0, b""
+        body = "\n".join(alert_line(event.alert, event.at_ns) for _, event in rows).encode()
+        return rows[-1][0], len(rows), body
+
+    return Stream("alerts", fetch)
 
 
 def build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
@@ -53,6 +72,10 @@ class Gateway:
             commit_max_rows=config.journal.commit_max_rows,
         )
         self.drivers = build_drivers(config, self.clock)
+        self.alerts = AlertStore(self.journal.connection, config.hub.id)
+        self.monitor = ZoneMonitor(config)
+        self._sop_events: asyncio.Queue[list[ExcursionEvent]] = asyncio.Queue()
+        self.ingest.on_commit(self._evaluate)
         self.forwarders: list[InfluxForwarder] = []
         influx = config.sinks.influx
         if influx is not None:
@@ -60,7 +83,7 @@ class Gateway:
                 "influx",
                 self.runner,
                 InfluxWriter(influx),
-                [readings_stream(config.hub.id)],
+                [alerts_stream(self.alerts), readings_stream(config.hub.id)],
                 self.counters,
                 self.clock,
                 batch_size=influx.batch_size,
@@ -91,6 +114,7 @@ class Gateway:
                 ]
                 status_task = tg.create_task(self._status_loop(), name="status")
                 prune_task = tg.create_task(self._prune_loop(), name="prune")
+                sop_task = tg.create_task(self._sop_loop(), name="sop")
                 self.ready.set()
                 log.info(
                     "gateway running: hub %s, %d driver(s), %d sink(s), journal %s",
@@ -109,7 +133,8 @@ class Gateway:
                 await self.ingest.close()
                 await ingest_task
                 await self._drain_forwarders()
-                for task in [*forwarder_tasks, status_task, prune_task]:
+                await self._sop_events.join()
+                for task in [*forwarder_tasks, status_task, prune_task, sop_task]:
                     task.cancel()
         finally:
             for f in self.forwarders:
@@ -131,6 +156,56 @@ class Gateway:
                     await f.caught_up.wait()
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
+
+    def _evaluate(self, readings: Sequence[Reading]) -> None:
+        # Ingest commit listener: rules run on committed readings only, in commit order.
+        events = self.monitor.observe(readings)
+        if events:
+            self._sop_events.put_nowait(events)
+
+    async def _sop_loop(self) -> None:
+        """Journal alert transitions; between batches, fire alarm deadlines on the clock."""
+        while True:
+            try:
+                async with asyncio.timeout(SOP_TIMER_S):
+                    events = await self._sop_events.get()
+            except TimeoutError:
+                for event in self.monitor.check(self.clock.now_ns()):
+                    await self._apply(event)
+                continue
+            for event in events:
+                await self._apply(event)
+            self._sop_events.task_done()
+
+    async def _apply(self, event: ExcursionEvent) -> None:
+        profile = self.monitor.zones[event.subject]
+        limit = profile.max_c if event.direction == "high" else profile.min_c
+        if event.kind == "raised":
+            alert, new = await self.runner.call(
+                self.alerts.raise_alert,
+                "excursion",
+                event.subject,
+                Severity.CRITICAL,
+                event.started_at_ns,
+                event.at_ns,
+                event.peak_c,
+                limit,
+                f"zone {event.subject} {event.direction} excursion: {event.peak_c:.2f} °C"
+                f" against {profile.name} limit {limit} °C",
+                {"profile": profile.name, "direction": event.direction},
+            )
+            if new:
+                log.warning("alert raised: %s %s", alert.id, alert.message)
+        elif event.kind == "cleared":
+            cleared = await self.runner.call(
+                self.alerts.clear, "excursion", event.subject, event.at_ns, event.peak_c
+            )
+            if cleared is not None:
+                log.info("alert cleared: %s", cleared.id)
+        else:
+            return
+        for f in self.forwarders:
+            f.wake()
 
     async def _prune_loop(self) -> None:
         keep_ns = int(self.config.journal.retention_days * 86_400 * 1e9)

@@ -119,6 +119,11 @@ class Journal:
             msg = f"cannot open journal {path}: {exc}"
             raise JournalError(msg) from exc
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection, for stores that keep their own tables here (alerts)."""
+        return self._db
+
     def close(self) -> None:
         """Checkpoint the WAL and close the file."""
         try:
