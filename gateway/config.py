@@ -52,7 +52,7 @@ class JournalConfig(_Strict):
     """The local SQLite journal, the edge's source of truth."""
 
     path: str = "coldchain-journal.db"
-    commit_interval_ms: int = Field(default=50, ge=1, le=5000)
+    commit_interval_ms: int = Field(default=20, ge=1, le=5000)
     commit_max_rows: int = Field(default=5000, ge=1, le=100_000)
     synchronous: Literal["full", "normal"] = "full"
     retention_days: float = Field(

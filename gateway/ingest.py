@@ -41,7 +41,7 @@ class Ingest:
         normalizer: Normalizer,
         counters: Counters,
         clock: Clock,
-        commit_interval_s: float = 0.05,
+        commit_interval_s: float = 0.02,
         commit_max_rows: int = 5000,
         queue_deliveries: int = 1000,
     ) -> None:
