@@ -157,6 +157,10 @@ class Gateway:
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
 
+    async def sop_settled(self) -> None:
+        """Wait until every committed batch's SOP transitions are journaled."""
+        await self._sop_events.join()
+
     def _evaluate(self, readings: Sequence[Reading]) -> None:
         # Ingest commit listener: rules run on committed readings only, in commit order.
         events = self.monitor.observe(readings)

@@ -85,3 +85,32 @@ async def test_excursion_raises_once_clears_and_reaches_influx(
     )
     assert main(["alerts", "--config", str(config_file)]) == 0
     assert "no active alerts" in capsys.readouterr().out
+
+
+async def test_restart_mid_excursion_does_not_raise_twice(
+    tmp_path: Path, influx_db: tuple[InfluxDB1, str]
+) -> None:
+    influx, db = influx_db
+    room = SetRoom(4.0)
+    start_ms = time.time_ns() // 1_000_000 - 600_000
+    with SensorBoardSim(
+        {"1": Probe(room, noise_c=0.0, resolution_c=0.0)},  # type: ignore[arg-type]
+        board="A1",
+        start_ms=start_ms,
+        link_dir=tmp_path,
+    ) as board:
+        config = _config(tmp_path, str(board.link_path), influx, db)
+        room.temperature_c = 11.0
+        async with running_gateway(config) as gw:  # type: ignore[arg-type]
+            await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
+            await board.send_lines(10)
+            await wait_for(lambda: len(gw.alerts.active()) == 1, what="alert raised")
+            (before,) = gw.alerts.active()
+        async with running_gateway(config) as gw2:  # type: ignore[arg-type]
+            await wait_for(lambda: gw2.counters.connected.get("board-a"), 5, "port reopened")
+            await board.send_lines(10)  # still hot: the new detector re-detects
+            await wait_for(lambda: gw2.counters.committed == 10, what="10 more readings")
+            await gw2.sop_settled()
+            assert [a.id for a in gw2.alerts.active()] == [before.id]
+            events = gw2.alerts.events_after(0, 100)
+            assert [e.kind for _, e in events] == ["raised"], "one raise across the restart"
