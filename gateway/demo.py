@@ -19,6 +19,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from rich.table import Table
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.thermal import AmbientDock, ColdRoom, Freezer, Probe
+from gateway.alerts import Alert
+from gateway.clock import iso_utc
 from gateway.config import GatewayConfig, parse_config
 from gateway.daemon import Gateway
 from gateway.logs import setup_logging
@@ -51,6 +54,7 @@ ZONES: dict[str, tuple[str, float, float]] = {
 BOARD_A = {"1": ("cr1-a", "cold-room-1"), "2": ("cr1-b", "cold-room-1"),
            "3": ("cr2-a", "cold-room-2"), "4": ("cr2-b", "cold-room-2")}  # fmt: skip
 BOARD_B = {"1": ("frz-a", "freezer-1"), "2": ("frz-b", "freezer-1")}
+PROFILES = {"cold-room-1": "chilled_demo", "cold-room-2": "chilled_demo", "freezer-1": "frozen"}
 DOCK_NODES = {"dock-node-1": "dock-1", "dock-node-2": "dock-1"}
 
 
@@ -121,6 +125,26 @@ class DemoView:
         return t
 
 
+def alerts_table(active: Sequence[Alert]) -> Table:
+    """Active alerts, most severe first."""
+    t = Table(title="active alerts")
+    for col in ("id", "severity", "state", "subject", "since", "message"):
+        t.add_column(col)
+    for a in sorted(active, key=lambda a: -a.severity.rank):
+        colour = "red" if a.severity == "critical" else "yellow"
+        t.add_row(
+            a.id,
+            f"[{colour}]{a.severity}[/]",
+            str(a.state),
+            a.subject,
+            iso_utc(a.started_ns)[11:19],
+            a.message,
+        )
+    if not active:
+        t.add_row("-", "-", "-", "-", "-", "none")
+    return t
+
+
 def demo_config(
     out: Path, board_a: str, board_b: str, influx_url: str | None, mqtt: tuple[str, int] | None
 ) -> GatewayConfig:
@@ -132,7 +156,20 @@ def demo_config(
     doc: dict[str, Any] = {
         "hub": {"id": HUB, "name": "Demo micro-hub", "timezone": "Europe/Lisbon"},
         "journal": {"path": str(out / "journal.db"), "synchronous": "normal"},
-        "zones": [{"id": z, "kind": kind} for z, (kind, _, _) in ZONES.items()],
+        # A demo-speed chilled profile: the real one waits 15 min before alarming.
+        "profiles": {
+            "chilled_demo": {
+                "min_c": 2.0,
+                "max_c": 8.0,
+                "alarm_delay_s": 5,
+                "budget_s": 600,
+                "hysteresis_c": 0.5,
+            }
+        },
+        "zones": [
+            {"id": z, "kind": kind, **({"profile": PROFILES[z]} if z in PROFILES else {})}
+            for z, (kind, _, _) in ZONES.items()
+        ],
         "sensors": sensors,
         "drivers": {
             "serial": [
@@ -265,7 +302,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     for note in services.notes:
         console.print(f"[cyan]{note}[/]")
     room1 = ColdRoom(seed=1)
-    room2 = ColdRoom(seed=2, compressor_fails_at_s=10.0, failure_drift_c_per_min=8.0)
+    room2 = ColdRoom(seed=2, compressor_fails_at_s=5.0, failure_drift_c_per_min=15.0)
     freezer = Freezer(seed=3)
     dock = AmbientDock(seed=4)
     rates = FaultRates(checksum=0.02, garbage=0.01, sentinel=0.005)
@@ -297,10 +334,12 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         loop = asyncio.get_running_loop()
         end = loop.time() + args.duration
 
-        def render() -> Group:
+        async def render() -> Group:
             left = max(0.0, end - loop.time())
+            active = await gateway.runner.call(gateway.alerts.active)
             return Group(
                 view.table(),
+                alerts_table(active),
                 counters_table(gateway.status()),
                 f"[dim]{left:4.0f} s left - Ctrl-C stops early[/]",
             )
@@ -313,13 +352,12 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                     f"received {sum(s['received'].values()):,} committed {s['committed']:,} "
                     f"dropped {sum(s['dropped'].values()):,} written {s['written']}"
                 )
-            console.print(view.table())
-            console.print(counters_table(gateway.status()))
+            console.print(await render())
         else:
-            with Live(render(), console=console, refresh_per_second=4) as live:
+            with Live(await render(), console=console, refresh_per_second=4) as live:
                 while loop.time() < end:
                     await asyncio.sleep(0.25)
-                    live.update(render())
+                    live.update(await render())
     finally:
         for t in tasks:
             t.cancel()

@@ -113,7 +113,9 @@ def _json_bytes(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
 
 
-def rejected_payload(hub: str, at_ns: int, topic: str, reason: str, raw: bytes) -> dict[str, object]:
+def rejected_payload(
+    hub: str, at_ns: int, topic: str, reason: str, raw: bytes
+) -> dict[str, object]:
     """JSON body of a ``command.rejected`` event (docs/schemas/command-rejected.schema.json)."""
     return {
         "schema": PAYLOAD_SCHEMA_VERSION,
@@ -124,6 +126,11 @@ def rejected_payload(hub: str, at_ns: int, topic: str, reason: str, raw: bytes) 
         "reason": reason,
         "command": raw.decode("utf-8", errors="replace")[:MAX_COMMAND_ECHO],
     }
+
+
+def _first_leaf(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 class _Closed(Exception):
@@ -291,7 +298,7 @@ class PlannerFeed:
                     extra={"component": COMPONENT},
                 )
                 self._published_status = None
-                await client.subscribe(f"{self.prefix}cmd/+", qos=1)
+                await client.subscribe(f"{self.prefix}cmd/+", qos=self.config.qos)
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._read_commands(client))
@@ -299,7 +306,7 @@ class PlannerFeed:
                 except* aiomqtt.MqttError as group:
                     if self._closing.is_set():
                         raise _Closed from None
-                    raise group.exceptions[0] from None
+                    raise _first_leaf(group) from None
             except asyncio.CancelledError:
                 # Cancelled rather than closed: still tell the planner we are going.
                 if not self._closing.is_set():
@@ -312,7 +319,9 @@ class PlannerFeed:
         payload = status_payload(self.hub, HubState.OFFLINE, self._clock.now_ns(), [reason])
         try:
             async with asyncio.timeout(OFFLINE_PUBLISH_TIMEOUT_S):
-                await client.publish(self.status_topic, _json_bytes(payload), qos=1, retain=True)
+                await client.publish(
+                    self.status_topic, _json_bytes(payload), qos=self.config.qos, retain=True
+                )
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.info("could not publish offline status: %s", exc, extra={"component": COMPONENT})
 
@@ -331,7 +340,9 @@ class PlannerFeed:
         if current == self._published_status:
             return
         payload = status_payload(self.hub, current[0], self._clock.now_ns(), current[1])
-        await client.publish(self.status_topic, _json_bytes(payload), qos=1, retain=True)
+        await client.publish(
+            self.status_topic, _json_bytes(payload), qos=self.config.qos, retain=True
+        )
         self._published_status = current
 
     async def _drain(self, client: aiomqtt.Client) -> None:
@@ -344,9 +355,7 @@ class PlannerFeed:
                 return
             confirmed, failure = await self._publish_batch(client, batch)
             if confirmed > position:
-                await runner.call(
-                    journal.set_cursor, SINK, STREAM, confirmed, self._clock.now_ns()
-                )
+                await runner.call(journal.set_cursor, SINK, STREAM, confirmed, self._clock.now_ns())
                 self._counters.written[COMPONENT] += sum(1 for eid, _ in batch if eid <= confirmed)
                 position = confirmed
             if failure is not None:
@@ -359,10 +368,12 @@ class PlannerFeed:
         calls: list[Coroutine[Any, Any, None]] = []
         for _, event in batch:
             body = event_payload(event.alert, event.kind, event.at_ns, event.note)
-            calls.append(client.publish(self.events_topic, _json_bytes(body), qos=1))
+            calls.append(client.publish(self.events_topic, _json_bytes(body), qos=self.config.qos))
             retained = _json_bytes(retained_payload(event.alert)) if event.alert.active else b""
             calls.append(
-                client.publish(self.alert_topic(event.alert_id), retained, qos=1, retain=True)
+                client.publish(
+                    self.alert_topic(event.alert_id), retained, qos=self.config.qos, retain=True
+                )
             )
         # gather starts the calls in list order, and each publish() hands its PUBLISH to
         # paho before its first await, so packets leave in journal order (the broker keeps
@@ -478,4 +489,4 @@ class PlannerFeed:
         self._counters.drop(COMPONENT, counter)
         log.warning("rejected command on %s: %s", topic, reason, extra={"component": COMPONENT})
         payload = rejected_payload(self.hub, self._clock.now_ns(), topic, reason, raw)
-        await client.publish(self.events_topic, _json_bytes(payload), qos=1)
+        await client.publish(self.events_topic, _json_bytes(payload), qos=self.config.qos)

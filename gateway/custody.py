@@ -1,0 +1,730 @@
+"""Custody events: who handed a shipment to whom, where and when, and the ledger of them.
+
+A custody event (scanner or WMS JSON over MQTT, or ``coldchain handoff``) names a
+shipment, what happened (:class:`CustodyKind`), the zone, the actor and the time. The
+:class:`CustodyLedger` checks it against the hub's zones and profiles and the shipment's
+last accepted event (:data:`TRANSITIONS`), then records it. Every event is recorded:
+accepted ones drive the shipment's state, rejected ones stay as exception rows with their
+reason (:data:`RejectReason`) and are raised to the caller as :class:`CustodyRejected`.
+
+Allowed transitions (the first event of a shipment must be ``received``)::
+
+    received          -> put_away | staged | returned
+    put_away          -> put_away | picked | returned        (put_away again: moved store)
+    picked            -> packed | put_away                   (put_away: pick cancelled)
+    packed            -> staged | handed_to_carrier | put_away
+    staged            -> handed_to_carrier | put_away        (put_away: re-stowed)
+    handed_to_carrier -> returned                            (custody ended; a return reopens it)
+    returned          -> put_away | staged
+
+A shipment is *open* (in the hub's custody) after any accepted event except
+``handed_to_carrier``. Its custody intervals run from one accepted event to the next, in
+the zone the earlier event names; ``handed_to_carrier`` ends the last one.
+
+The ledger uses a connection with ``isolation_level=None`` (the journal's) from one thread;
+each method is one ``BEGIN IMMEDIATE`` transaction. Another process (the CLI while the daemon
+runs) only writes to the inbox (:meth:`CustodyLedger.submit_to_inbox`); the daemon applies
+inbox rows with :meth:`CustodyLedger.process_inbox`. The tables are the state: a new ledger on
+the same file rebuilds everything from them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, NamedTuple, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.clock import NS_PER_S, datetime_to_ns, iso_utc
+from gateway.errors import GatewayError
+
+SHIPMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+NOTE_MAX_CHARS = 500
+
+# Event times outside [2000-01-01, 2100-01-01) are refused: they are almost always a
+# seconds/milliseconds/nanoseconds mix-up, and a wrong time would corrupt the custody timeline.
+MIN_TS_NS = 946_684_800 * NS_PER_S
+MAX_TS_NS = 4_102_444_800 * NS_PER_S
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class CustodyKind(StrEnum):
+    """What happened to a shipment at the hub."""
+
+    RECEIVED = "received"
+    PUT_AWAY = "put_away"
+    PICKED = "picked"
+    PACKED = "packed"
+    STAGED = "staged"
+    HANDED_TO_CARRIER = "handed_to_carrier"
+    RETURNED = "returned"
+
+
+K = CustodyKind
+
+TRANSITIONS: Mapping[CustodyKind, frozenset[CustodyKind]] = {
+    K.RECEIVED: frozenset({K.PUT_AWAY, K.STAGED, K.RETURNED}),
+    K.PUT_AWAY: frozenset({K.PUT_AWAY, K.PICKED, K.RETURNED}),
+    K.PICKED: frozenset({K.PACKED, K.PUT_AWAY}),
+    K.PACKED: frozenset({K.STAGED, K.HANDED_TO_CARRIER, K.PUT_AWAY}),
+    K.STAGED: frozenset({K.HANDED_TO_CARRIER, K.PUT_AWAY}),
+    K.HANDED_TO_CARRIER: frozenset({K.RETURNED}),
+    K.RETURNED: frozenset({K.PUT_AWAY, K.STAGED}),
+}
+"""Allowed next kinds after each accepted kind; a new shipment starts with ``received``."""
+
+FIRST_KIND = K.RECEIVED
+
+RejectReason = Literal[
+    "malformed",
+    "unknown_zone",
+    "unknown_profile",
+    "unknown_shipment",
+    "invalid_transition",
+    "profile_conflict",
+]
+REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
+
+
+class CustodyRejected(GatewayError):
+    """A custody event that was refused; it is recorded as an exception row all the same."""
+
+    def __init__(
+        self,
+        reason: RejectReason,
+        detail: str,
+        *,
+        event: CustodyEvent | None = None,
+        record_id: int | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectReason = reason
+        self.detail = detail
+        self.event = event
+        self.record_id = record_id
+
+
+Text = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CustodyEvent(BaseModel):
+    """One custody event, validated; times are epoch nanoseconds UTC.
+
+    Input accepts the wire names too: ``event`` for ``kind``, and exactly one of ``ts_ns``,
+    ``ts_ms`` or ``at`` (ISO 8601 with a time zone, e.g. ``2026-01-01T08:00:00Z``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shipment: Annotated[str, Field(pattern=SHIPMENT_ID_PATTERN)]
+    kind: CustodyKind
+    zone: Annotated[str, Field(pattern=SHIPMENT_ID_PATTERN)]
+    actor: Text
+    ts_ns: Annotated[int, Field(strict=True, ge=MIN_TS_NS, lt=MAX_TS_NS)]
+    carrier: Text | None = None
+    profile: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    note: Annotated[str, Field(max_length=NOTE_MAX_CHARS)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        if "event" in out:
+            if "kind" in out:
+                msg = "give either event or kind, not both"
+                raise ValueError(msg)
+            out["kind"] = out.pop("event")
+        times = [k for k in ("ts_ns", "ts_ms", "at") if k in out]
+        if len(times) != 1:
+            msg = "give exactly one of at (ISO 8601 with time zone), ts_ms or ts_ns"
+            raise ValueError(msg)
+        if "at" in out:
+            out["ts_ns"] = _parse_at(out.pop("at"))
+        elif "ts_ms" in out:
+            ms = out.pop("ts_ms")
+            if not isinstance(ms, int) or isinstance(ms, bool):
+                msg = "ts_ms must be an integer (epoch milliseconds)"
+                raise ValueError(msg)
+            out["ts_ns"] = ms * 1_000_000
+        return out
+
+    @model_validator(mode="after")
+    def _printable(self) -> CustodyEvent:
+        for name in ("actor", "carrier", "profile"):
+            value = getattr(self, name)
+            if value is not None and (_CONTROL_CHARS.search(value) or value != value.strip()):
+                msg = f"{name} must not have control characters or surrounding spaces"
+                raise ValueError(msg)
+        if self.note is not None and "\x00" in self.note:
+            msg = "note must not contain NUL"
+            raise ValueError(msg)
+        return self
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> CustodyEvent:
+        """Parse a scanner/WMS/CLI JSON payload; raises CustodyRejected("malformed")."""
+        return from_json(payload)
+
+    def to_payload(self) -> dict[str, object]:
+        """The wire form (docs/schemas/custody-event.schema.json), lossless (ts_ns)."""
+        out: dict[str, object] = {
+            "shipment": self.shipment,
+            "event": self.kind.value,
+            "zone": self.zone,
+            "actor": self.actor,
+            "ts_ns": self.ts_ns,
+        }
+        for name in ("carrier", "profile", "note"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def to_json(self) -> bytes:
+        """The wire form as UTF-8 JSON bytes."""
+        return json.dumps(self.to_payload(), ensure_ascii=False).encode("utf-8")
+
+
+def _parse_at(value: Any) -> int:
+    if not isinstance(value, str):
+        msg = "at must be an ISO 8601 string with a time zone"
+        raise ValueError(msg)  # pydantic turns ValueError (not TypeError) into a clean message
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        msg = f"at is not ISO 8601: {value!r}"
+        raise ValueError(msg) from exc
+    if parsed.tzinfo is None:
+        msg = "at must carry a time zone (end it with Z for UTC)"
+        raise ValueError(msg)
+    return datetime_to_ns(parsed)
+
+
+def from_json(payload: bytes | str) -> CustodyEvent:
+    """Parse a custody JSON payload; raises CustodyRejected("malformed", detail)."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CustodyRejected("malformed", f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CustodyRejected("malformed", "payload must be a JSON object")
+    try:
+        return CustodyEvent.model_validate(data)
+    except ValidationError as exc:
+        raise CustodyRejected("malformed", _validation_detail(exc)) from exc
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentState:
+    """Where a shipment is now, from its last accepted custody event."""
+
+    shipment: str
+    zone: str
+    kind: CustodyKind
+    since_ns: int
+    profile: str | None
+    carrier: str | None
+    first_ns: int
+    event_id: int
+    duplicate: bool = False
+
+    @property
+    def open(self) -> bool:
+        """True while the hub holds the shipment (not handed to a carrier)."""
+        return self.kind is not CustodyKind.HANDED_TO_CARRIER
+
+
+class CustodyInterval(NamedTuple):
+    """A span the shipment spent in one zone; ``end_ns`` None while it is still there."""
+
+    zone: str
+    start_ns: int
+    end_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyRecord:
+    """One row of ``custody_events``: an accepted event or a rejected one with its reason."""
+
+    id: int
+    recorded_ns: int
+    source: str
+    accepted: bool
+    ts_ns: int | None
+    shipment: str | None
+    kind: str | None
+    zone: str | None
+    actor: str | None
+    carrier: str | None
+    profile: str | None
+    note: str | None
+    reason: str | None
+    detail: str | None
+    payload: str | None
+
+    def to_event(self) -> CustodyEvent:
+        """The accepted event this row records; ValueError for a rejected row."""
+        if not self.accepted:
+            msg = f"custody record {self.id} was rejected ({self.reason}); it has no event"
+            raise ValueError(msg)
+        return CustodyEvent.model_validate(
+            {
+                "shipment": self.shipment,
+                "kind": self.kind,
+                "zone": self.zone,
+                "actor": self.actor,
+                "ts_ns": self.ts_ns,
+                "carrier": self.carrier,
+                "profile": self.profile,
+                "note": self.note,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStatus:
+    """What became of an inbox row: pending, or the custody record it produced."""
+
+    id: int
+    submitted_ns: int
+    processed: bool
+    record: CustodyRecord | None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS custody_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded_ns INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    ts_ns INTEGER,
+    shipment TEXT,
+    kind TEXT,
+    zone TEXT,
+    actor TEXT,
+    carrier TEXT,
+    profile TEXT,
+    note TEXT,
+    reason TEXT,
+    detail TEXT,
+    payload TEXT
+);
+CREATE INDEX IF NOT EXISTS custody_events_shipment
+    ON custody_events (shipment, accepted, id);
+CREATE TABLE IF NOT EXISTS custody_inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    submitted_ns INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    processed INTEGER NOT NULL DEFAULT 0,
+    processed_ns INTEGER,
+    record_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS custody_inbox_pending ON custody_inbox (processed, id);
+"""
+
+_RECORD_COLUMNS = (
+    "id, recorded_ns, source, accepted, ts_ns, shipment, kind, zone, actor, carrier, profile,"
+    " note, reason, detail, payload"
+)
+
+
+def _record(row: Iterable[Any]) -> CustodyRecord:
+    r = list(row)
+    r[3] = bool(r[3])
+    return CustodyRecord(*r)
+
+
+class CustodyLedger:
+    """Validates and records custody events; the shipment state is rebuilt from its tables."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        hub: str,
+        zones: Collection[str],
+        profiles: Collection[str],
+    ) -> None:
+        if db.isolation_level is not None:
+            msg = "CustodyLedger needs a connection opened with isolation_level=None"
+            raise ValueError(msg)
+        self._db = db
+        self.hub = hub
+        self.zones = frozenset(zones)
+        self.profiles = frozenset(profiles)
+        self._db.executescript(_SCHEMA)
+        self._open: dict[str, ShipmentState] = {}
+        self.reload()
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def reload(self) -> None:
+        """Rebuild the in-memory index of open shipments from the tables."""
+        rows = self._db.execute(
+            "SELECT e.shipment FROM custody_events e JOIN (SELECT max(id) AS id"
+            " FROM custody_events WHERE accepted = 1 GROUP BY shipment) m ON e.id = m.id"
+            " WHERE e.kind != ?",
+            (CustodyKind.HANDED_TO_CARRIER.value,),
+        ).fetchall()
+        cur = self._db.cursor()
+        self._open = {}
+        for (shipment,) in rows:
+            state = self._state_from_db(cur, shipment)
+            if state is not None and state.open:
+                self._open[shipment] = state
+
+    # -- applying events ---------------------------------------------------------------
+
+    def apply(
+        self, event: CustodyEvent, *, now_ns: int | None = None, source: str = "mqtt"
+    ) -> ShipmentState:
+        """Validate and record an event; returns the new state or raises CustodyRejected.
+
+        A rejected event is committed as an exception row before the error is raised.
+        ``now_ns`` (the gateway's receive time) defaults to the event time.
+        """
+        recorded_ns = event.ts_ns if now_ns is None else now_ns
+        with self._tx() as cur:
+            outcome = self._apply_in_tx(cur, event, recorded_ns, source, None)
+        return self._finish(outcome)
+
+    def apply_payload(
+        self, payload: bytes | str, *, now_ns: int, source: str = "mqtt"
+    ) -> ShipmentState:
+        """Parse and apply a wire payload; a malformed one is recorded with its raw text too."""
+        with self._tx() as cur:
+            outcome = self._apply_payload_in_tx(cur, payload, now_ns, source)
+        return self._finish(outcome)
+
+    def _apply_payload_in_tx(
+        self, cur: sqlite3.Cursor, payload: bytes | str, now_ns: int, source: str
+    ) -> ShipmentState | CustodyRejected:
+        raw = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        try:
+            event = from_json(payload)
+        except CustodyRejected as exc:
+            exc.record_id = self._insert(
+                cur, None, now_ns, source, exc.reason, exc.detail, raw, data=_loose(raw)
+            )
+            return exc
+        return self._apply_in_tx(cur, event, now_ns, source, raw)
+
+    def _finish(self, outcome: ShipmentState | CustodyRejected) -> ShipmentState:
+        if isinstance(outcome, CustodyRejected):
+            raise outcome
+        if outcome.open:
+            self._open[outcome.shipment] = outcome
+        else:
+            self._open.pop(outcome.shipment, None)
+        return outcome
+
+    def _apply_in_tx(
+        self,
+        cur: sqlite3.Cursor,
+        event: CustodyEvent,
+        recorded_ns: int,
+        source: str,
+        raw: str | None,
+    ) -> ShipmentState | CustodyRejected:
+        before = self._state_from_db(cur, event.shipment)
+        if before is not None and self._is_redelivery(cur, before, event):
+            return replace(before, duplicate=True)
+        problem = self._check(before, event)
+        if problem is not None:
+            reason, detail = problem
+            record_id = self._insert(cur, event, recorded_ns, source, reason, detail, raw)
+            return CustodyRejected(reason, detail, event=event, record_id=record_id)
+        record_id = self._insert(cur, event, recorded_ns, source, None, None, raw)
+        return ShipmentState(
+            shipment=event.shipment,
+            zone=event.zone,
+            kind=event.kind,
+            since_ns=event.ts_ns,
+            profile=event.profile or (before.profile if before else None),
+            carrier=event.carrier or (before.carrier if before else None),
+            first_ns=before.first_ns if before else event.ts_ns,
+            event_id=record_id,
+        )
+
+    def _check(
+        self, before: ShipmentState | None, event: CustodyEvent
+    ) -> tuple[RejectReason, str] | None:
+        if event.zone not in self.zones:
+            return "unknown_zone", f"zone {event.zone!r} is not configured at hub {self.hub}"
+        if event.profile is not None and event.profile not in self.profiles:
+            return "unknown_profile", f"profile {event.profile!r} is not configured"
+        if before is None:
+            if event.kind is FIRST_KIND:
+                return None
+            return (
+                "unknown_shipment",
+                f"shipment {event.shipment!r} has no accepted events; the first must be"
+                f" {FIRST_KIND.value}, got {event.kind.value}",
+            )
+        return _check_transition(before, event)
+
+    def _is_redelivery(
+        self, cur: sqlite3.Cursor, before: ShipmentState, event: CustodyEvent
+    ) -> bool:
+        # A QoS 1 redelivery or a replayed inbox row repeats the last event exactly; it is
+        # already recorded and must not turn into an invalid_transition exception.
+        if event.kind is not before.kind or event.ts_ns != before.since_ns:
+            return False
+        row = cur.execute(
+            "SELECT zone, actor, carrier, profile, note FROM custody_events WHERE id = ?",
+            (before.event_id,),
+        ).fetchone()
+        return tuple(row) == (event.zone, event.actor, event.carrier, event.profile, event.note)
+
+    def _insert(
+        self,
+        cur: sqlite3.Cursor,
+        event: CustodyEvent | None,
+        recorded_ns: int,
+        source: str,
+        reason: str | None,
+        detail: str | None,
+        raw: str | None,
+        data: Mapping[str, Any] | None = None,
+    ) -> int:
+        if event is not None:
+            values: tuple[Any, ...] = (
+                event.ts_ns,
+                event.shipment,
+                event.kind.value,
+                event.zone,
+                event.actor,
+                event.carrier,
+                event.profile,
+                event.note,
+            )
+        else:
+            # Keep what can be read of a malformed payload for the exception report;
+            # only plain strings, truncated, never trusted.
+            d = data or {}
+            values = (
+                None,
+                _str_or_none(d.get("shipment"), 64),
+                _str_or_none(d.get("event", d.get("kind")), 32),
+                _str_or_none(d.get("zone"), 64),
+                _str_or_none(d.get("actor"), 128),
+                _str_or_none(d.get("carrier"), 128),
+                _str_or_none(d.get("profile"), 64),
+                _str_or_none(d.get("note"), NOTE_MAX_CHARS),
+            )
+        cur.execute(
+            "INSERT INTO custody_events (recorded_ns, source, accepted, ts_ns, shipment, kind,"
+            " zone, actor, carrier, profile, note, reason, detail, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (recorded_ns, source, int(reason is None), *values, reason, detail, raw),
+        )
+        return int(cur.lastrowid or 0)
+
+    # -- reading state -----------------------------------------------------------------
+
+    def _state_from_db(self, cur: sqlite3.Cursor, shipment: str) -> ShipmentState | None:
+        rows = cur.execute(
+            "SELECT id, ts_ns, kind, zone, carrier, profile FROM custody_events"
+            " WHERE shipment = ? AND accepted = 1 ORDER BY id",
+            (shipment,),
+        ).fetchall()
+        if not rows:
+            return None
+        profile = next((r[5] for r in rows if r[5] is not None), None)
+        carrier = next((r[4] for r in reversed(rows) if r[4] is not None), None)
+        last = rows[-1]
+        return ShipmentState(
+            shipment=shipment,
+            zone=last[3],
+            kind=CustodyKind(last[2]),
+            since_ns=last[1],
+            profile=profile,
+            carrier=carrier,
+            first_ns=rows[0][1],
+            event_id=last[0],
+        )
+
+    def shipment(self, shipment_id: str) -> ShipmentState | None:
+        """The shipment's current state, or None if it has no accepted event."""
+        cached = self._open.get(shipment_id)
+        if cached is not None:
+            return cached
+        return self._state_from_db(self._db.cursor(), shipment_id)
+
+    def open_shipments(self) -> list[ShipmentState]:
+        """Shipments the hub holds now, by shipment id."""
+        return [self._open[s] for s in sorted(self._open)]
+
+    def in_zone(self, zone: str) -> list[str]:
+        """Ids of the open shipments whose last event puts them in this zone."""
+        return sorted(s.shipment for s in self._open.values() if s.zone == zone)
+
+    def history(self, shipment_id: str, *, include_rejected: bool = False) -> list[CustodyRecord]:
+        """The shipment's records in the order they were recorded."""
+        accepted = "" if include_rejected else " AND accepted = 1"
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE shipment = ?{accepted}"
+            " ORDER BY id",
+            (shipment_id,),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def intervals(self, shipment_id: str) -> list[CustodyInterval]:
+        """Custody intervals (zone, start, end or None), consecutive same-zone spans merged."""
+        out: list[CustodyInterval] = []
+        for rec in self.history(shipment_id):
+            assert rec.ts_ns is not None and rec.zone is not None
+            if out and out[-1].end_ns is None:
+                last = out[-1]
+                if rec.kind != CustodyKind.HANDED_TO_CARRIER and rec.zone == last.zone:
+                    continue
+                out[-1] = last._replace(end_ns=rec.ts_ns)
+            if rec.kind != CustodyKind.HANDED_TO_CARRIER:
+                out.append(CustodyInterval(rec.zone, rec.ts_ns, None))
+        return out
+
+    def records_after(self, position: int, limit: int = 1000) -> list[CustodyRecord]:
+        """Accepted and rejected records with id > position, oldest first (outbox readers)."""
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE id > ? ORDER BY id LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def rejected(self, limit: int = 100) -> list[CustodyRecord]:
+        """The most recent exception rows, newest first."""
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE accepted = 0"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    # -- the inbox (CLI -> daemon) -----------------------------------------------------
+
+    def submit_to_inbox(self, payload: bytes, now_ns: int) -> int:
+        """Queue a raw payload for the daemon (any process); returns the inbox id."""
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO custody_inbox (submitted_ns, payload) VALUES (?, ?)",
+                (now_ns, bytes(payload)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def take_inbox(self, limit: int = 100) -> list[tuple[int, bytes]]:
+        """Unprocessed inbox rows, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, payload FROM custody_inbox WHERE processed = 0 ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(int(i), bytes(p)) for i, p in rows]
+
+    def mark_processed(self, ids: Iterable[int], now_ns: int | None = None) -> None:
+        """Mark inbox rows done (when the caller applied them itself)."""
+        with self._tx() as cur:
+            cur.executemany(
+                "UPDATE custody_inbox SET processed = 1, processed_ns = ? WHERE id = ?",
+                [(now_ns, i) for i in ids],
+            )
+
+    def process_inbox(
+        self, now_ns: int, limit: int = 100
+    ) -> list[tuple[int, ShipmentState | CustodyRejected]]:
+        """Apply pending inbox rows, each with its processed mark in one transaction."""
+        results: list[tuple[int, ShipmentState | CustodyRejected]] = []
+        for inbox_id, payload in self.take_inbox(limit):
+            with self._tx() as cur:
+                outcome = self._apply_payload_in_tx(cur, payload, now_ns, "cli")
+                if isinstance(outcome, CustodyRejected):
+                    record_id = outcome.record_id
+                else:
+                    record_id = outcome.event_id
+                cur.execute(
+                    "UPDATE custody_inbox SET processed = 1, processed_ns = ?, record_id = ?"
+                    " WHERE id = ?",
+                    (now_ns, record_id, inbox_id),
+                )
+            if not isinstance(outcome, CustodyRejected):
+                self._finish(outcome)
+            results.append((inbox_id, outcome))
+        return results
+
+    def inbox_status(self, inbox_id: int) -> InboxStatus | None:
+        """Whether the daemon has applied an inbox row and with what result (CLI feedback)."""
+        row = self._db.execute(
+            "SELECT id, submitted_ns, processed, record_id FROM custody_inbox WHERE id = ?",
+            (inbox_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        record = None
+        if row[3] is not None:
+            rec = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE id = ?", (row[3],)
+            ).fetchone()
+            record = None if rec is None else _record(rec)
+        return InboxStatus(int(row[0]), int(row[1]), bool(row[2]), record)
+
+
+def _loose(raw: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _str_or_none(value: Any, max_length: int) -> str | None:
+    return value[:max_length] if isinstance(value, str) else None
+
+
+def _check_transition(
+    before: ShipmentState, event: CustodyEvent
+) -> tuple[RejectReason, str] | None:
+    if event.ts_ns < before.since_ns:
+        return (
+            "invalid_transition",
+            f"{event.kind.value} at {iso_utc(event.ts_ns)} is older than the last accepted"
+            f" event ({before.kind.value} at {iso_utc(before.since_ns)})",
+        )
+    if event.kind not in TRANSITIONS[before.kind]:
+        allowed = ", ".join(sorted(k.value for k in TRANSITIONS[before.kind]))
+        return (
+            "invalid_transition",
+            f"{before.kind.value} -> {event.kind.value} is not allowed (next: {allowed})",
+        )
+    if event.profile is not None and before.profile not in (None, event.profile):
+        return (
+            "profile_conflict",
+            f"shipment {event.shipment!r} has profile {before.profile!r},"
+            f" event says {event.profile!r}",
+        )
+    return None
