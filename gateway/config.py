@@ -20,8 +20,10 @@ from pydantic import (
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.serial.config import SerialDriverConfig
 from gateway.errors import ConfigError
+from gateway.health import HealthSettings
 from gateway.rules.profiles import DEFAULT_PROFILES, ProductProfile
 from gateway.secrets import SecretRef
+from gateway.sinks.planner import PlannerConfig
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 ZoneKind = Literal["receiving", "cold_storage", "packout", "staging", "dock", "vehicle"]
@@ -130,6 +132,7 @@ class SinksConfig(_Strict):
     """Outputs fed from the journal, each with its own cursor."""
 
     influx: InfluxSinkConfig | None = None
+    planner: PlannerConfig | None = None
 
 
 class LoggingConfig(_Strict):
@@ -150,6 +153,7 @@ class GatewayConfig(_Strict):
     drivers: DriversConfig = DriversConfig()
     sinks: SinksConfig = SinksConfig()
     logging: LoggingConfig = LoggingConfig()
+    health: HealthSettings = HealthSettings()
     clock_skew_bound_s: float = Field(default=120.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
 

@@ -7,29 +7,26 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from drivers import REGISTRY
-from gateway.alerts import AlertStore, Severity, alert_line
+from gateway.alerts import AlertStore, HubState, alert_line
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.config import GatewayConfig
+from gateway.engine import SopEngine
 from gateway.forwarder import STREAM_READINGS, InfluxForwarder, Stream, readings_stream
 from gateway.ingest import Ingest
 from gateway.journal import Journal, JournalRunner
 from gateway.metrics import Counters
-from gateway.model import Reading
 from gateway.normalize import Normalizer
-from gateway.rules.excursion import ExcursionEvent
 from gateway.sinks.influx import InfluxWriter
-from gateway.sop import ZoneMonitor
+from gateway.sinks.planner import PlannerFeed
 from gateway.supervisor import Driver, supervise
 
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 600.0
-SOP_TIMER_S = 1.0
 
 
 def alerts_stream(store: AlertStore) -> Stream:
@@ -73,9 +70,8 @@ class Gateway:
         )
         self.drivers = build_drivers(config, self.clock)
         self.alerts = AlertStore(self.journal.connection, config.hub.id)
-        self.monitor = ZoneMonitor(config)
-        self._sop_events: asyncio.Queue[list[ExcursionEvent]] = asyncio.Queue()
-        self.ingest.on_commit(self._evaluate)
+        self.engine = SopEngine(config, self.runner, self.alerts, self.counters, self.clock)
+        self.ingest.on_commit(self.engine.evaluate)
         self.forwarders: list[InfluxForwarder] = []
         influx = config.sinks.influx
         if influx is not None:
@@ -90,7 +86,20 @@ class Gateway:
                 max_backoff_s=influx.max_backoff_s,
             )
             self.ingest.on_commit(forwarder.wake)
+            self.engine.on_alert_change(forwarder.wake)
             self.forwarders.append(forwarder)
+        self.planner: PlannerFeed | None = None
+        if config.sinks.planner is not None:
+            self.planner = PlannerFeed(
+                config.sinks.planner,
+                config.hub.id,
+                self.runner,
+                self.alerts,
+                self.counters,
+                self.clock,
+                self.hub_state,
+            )
+            self.engine.on_alert_change(self.planner.wake)
         self.started_ns = self.clock.now_ns()
         self.ready = asyncio.Event()
         self.status_path = Path(config.journal.path).with_name("status.json")
@@ -99,6 +108,7 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until stop is set, then flush: drivers stop, the queue commits, sinks drain."""
         self.ingest.last_id = await self.runner.call(self.journal.last_id)
+        await self.engine.restore()
         try:
             async with asyncio.TaskGroup() as tg:
                 ingest_task = tg.create_task(self.ingest.run(), name="ingest")
@@ -113,8 +123,11 @@ class Gateway:
                     for d in self.drivers
                 ]
                 status_task = tg.create_task(self._status_loop(), name="status")
+                planner_tasks = (
+                    [tg.create_task(self.planner.run(), name="planner")] if self.planner else []
+                )
                 prune_task = tg.create_task(self._prune_loop(), name="prune")
-                sop_task = tg.create_task(self._sop_loop(), name="sop")
+                sop_task = tg.create_task(self.engine.run(), name="sop")
                 self.ready.set()
                 log.info(
                     "gateway running: hub %s, %d driver(s), %d sink(s), journal %s",
@@ -133,8 +146,11 @@ class Gateway:
                 await self.ingest.close()
                 await ingest_task
                 await self._drain_forwarders()
-                await self._sop_events.join()
-                for task in [*forwarder_tasks, status_task, prune_task, sop_task]:
+                await self.engine.settled()
+                if self.planner is not None:
+                    self.planner.wake()
+                    await self.planner.close()
+                for task in [*forwarder_tasks, status_task, prune_task, sop_task, *planner_tasks]:
                     task.cancel()
         finally:
             for f in self.forwarders:
@@ -157,59 +173,24 @@ class Gateway:
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
 
+    def hub_state(self) -> tuple[HubState, list[str]]:
+        """What the planner sees: online, or degraded with the reasons (drivers, sinks down)."""
+        counters = self.counters
+        reasons = [
+            f"driver {d.name} disconnected"
+            for d in self.drivers
+            if counters.connected.get(d.name) is False
+        ]
+        reasons += [
+            f"sink {f.name} unavailable"
+            for f in self.forwarders
+            if counters.connected.get(f.name) is False
+        ]
+        return (HubState.DEGRADED if reasons else HubState.ONLINE), reasons
+
     async def sop_settled(self) -> None:
         """Wait until every committed batch's SOP transitions are journaled."""
-        await self._sop_events.join()
-
-    def _evaluate(self, readings: Sequence[Reading]) -> None:
-        # Ingest commit listener: rules run on committed readings only, in commit order.
-        events = self.monitor.observe(readings)
-        if events:
-            self._sop_events.put_nowait(events)
-
-    async def _sop_loop(self) -> None:
-        """Journal alert transitions; between batches, fire alarm deadlines on the clock."""
-        while True:
-            try:
-                async with asyncio.timeout(SOP_TIMER_S):
-                    events = await self._sop_events.get()
-            except TimeoutError:
-                for event in self.monitor.check(self.clock.now_ns()):
-                    await self._apply(event)
-                continue
-            for event in events:
-                await self._apply(event)
-            self._sop_events.task_done()
-
-    async def _apply(self, event: ExcursionEvent) -> None:
-        profile = self.monitor.zones[event.subject]
-        limit = profile.max_c if event.direction == "high" else profile.min_c
-        if event.kind == "raised":
-            alert, new = await self.runner.call(
-                self.alerts.raise_alert,
-                "excursion",
-                event.subject,
-                Severity.CRITICAL,
-                event.started_at_ns,
-                event.at_ns,
-                event.peak_c,
-                limit,
-                f"zone {event.subject} {event.direction} excursion: {event.peak_c:.2f} °C"
-                f" against {profile.name} limit {limit} °C",
-                {"profile": profile.name, "direction": event.direction},
-            )
-            if new:
-                log.warning("alert raised: %s %s", alert.id, alert.message)
-        elif event.kind == "cleared":
-            cleared = await self.runner.call(
-                self.alerts.clear, "excursion", event.subject, event.at_ns, event.peak_c
-            )
-            if cleared is not None:
-                log.info("alert cleared: %s", cleared.id)
-        else:
-            return
-        for f in self.forwarders:
-            f.wake()
+        await self.engine.settled()
 
     async def _prune_loop(self) -> None:
         keep_ns = int(self.config.journal.retention_days * 86_400 * 1e9)

@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.clock import NS_PER_S
-from gateway.config import SensorConfig
 from gateway.model import Quality, Reading
+
+if TYPE_CHECKING:  # config imports this module for HealthSettings
+    from gateway.config import SensorConfig
 
 Rule = Literal[
     "sensor_stale",

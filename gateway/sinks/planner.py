@@ -298,7 +298,14 @@ class PlannerFeed:
                     extra={"component": COMPONENT},
                 )
                 self._published_status = None
-                await client.subscribe(f"{self.prefix}cmd/+", qos=self.config.qos)
+                commands = f"{self.prefix}cmd/+"
+                granted = await client.subscribe(commands, qos=self.config.qos)
+                codes = [code if isinstance(code, int) else code.value for code in granted]
+                if any(code >= 0x80 for code in codes):
+                    # Publishing alerts matters more than taking commands: carry on.
+                    msg = f"broker refused subscription {commands!r}: commands are not received"
+                    self._counters.error(COMPONENT, msg)
+                    log.error(msg, extra={"component": COMPONENT})
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._read_commands(client))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.thermal import Probe
+from gateway.alerts import Alert
 from gateway.cli import main
 from gateway.services import InfluxDB1
 from tests.integration.harness import hub_config, running_gateway, wait_for
@@ -22,6 +24,14 @@ class SetRoom:
 
     def step(self, dt_s: float) -> None:
         """Nothing moves unless the test says so."""
+
+
+EXCURSION_POINTS = "SELECT state, alert_id, subject FROM alert WHERE rule = 'excursion'"
+
+
+def excursions(gw: Any) -> list[Alert]:
+    """Active excursion alerts (a step change also trips the sensor-spike health rule)."""
+    return [a for a in gw.alerts.active() if a.rule == "excursion"]
 
 
 def _config(tmp_path: Path, port: str, influx: InfluxDB1, db: str) -> object:
@@ -55,10 +65,10 @@ async def test_excursion_raises_once_clears_and_reaches_influx(
             room.temperature_c = 9.5
             await board.send_lines(4)  # out of range for 3 s: below the 5 s delay
             await wait_for(lambda: gw.counters.committed == 9, what="9 readings")
-            assert gw.alerts.active() == []
+            assert excursions(gw) == []
             await board.send_lines(6)  # now out of range for 9 s
-            await wait_for(lambda: len(gw.alerts.active()) == 1, what="alert raised")
-            (alert,) = gw.alerts.active()
+            await wait_for(lambda: len(excursions(gw)) == 1, what="alert raised")
+            (alert,) = excursions(gw)
             assert alert.rule == "excursion"
             assert alert.subject == "cold-room-1"
             first_out_ns = (start_ms + 6 * 1000) * 1_000_000
@@ -67,15 +77,19 @@ async def test_excursion_raises_once_clears_and_reaches_influx(
             room.temperature_c = 7.8  # inside, but not by the 0.5 hysteresis margin
             await board.send_lines(3)
             await wait_for(lambda: gw.counters.committed == 18, what="18 readings")
-            assert len(gw.alerts.active()) == 1, "no clear inside the hysteresis band"
+            assert len(excursions(gw)) == 1, "no clear inside the hysteresis band"
             room.temperature_c = 5.0
             await board.send_lines(2)
-            await wait_for(lambda: gw.alerts.active() == [], what="alert cleared")
+            await wait_for(lambda: excursions(gw) == [], what="alert cleared")
             await wait_for(
-                lambda: len(influx.rows("SELECT state FROM alert", db)) == 2,
+                lambda: (
+                    len(influx.rows("SELECT state FROM alert WHERE rule = 'excursion'", db)) == 2
+                ),
                 what="raised and cleared points in InfluxDB",
             )
-        rows = influx.rows("SELECT state, alert_id, subject FROM alert", db)
+        rows = influx.rows(
+            "SELECT state, alert_id, subject FROM alert WHERE rule = 'excursion'", db
+        )
         assert [r["state"] for r in rows] == ["raised", "cleared"]
         assert {r["alert_id"] for r in rows} == {alert.id}
 
@@ -83,8 +97,16 @@ async def test_excursion_raises_once_clears_and_reaches_influx(
     config_file.write_text(
         f'[hub]\nid = "hub-test"\n[journal]\npath = "{tmp_path / "journal.db"}"\n'
     )
+    # The step changes also tripped the sensor-spike rule: list it, acknowledge it.
     assert main(["alerts", "--config", str(config_file)]) == 0
-    assert "no active alerts" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "excursion-" not in listed
+    spike_id = listed.split("\t")[0]
+    assert spike_id.startswith("sensor_spike-")
+    assert main(["alerts", "ack", spike_id, "--by", "alice", "--config", str(config_file)]) == 0
+    assert main(["alerts", "--config", str(config_file)]) == 0
+    assert "(ack: alice)" in capsys.readouterr().out
+    assert main(["alerts", "ack", "nope", "--by", "bob", "--config", str(config_file)]) == 1
 
 
 async def test_restart_mid_excursion_does_not_raise_twice(
@@ -104,13 +126,14 @@ async def test_restart_mid_excursion_does_not_raise_twice(
         async with running_gateway(config) as gw:  # type: ignore[arg-type]
             await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
             await board.send_lines(10)
-            await wait_for(lambda: len(gw.alerts.active()) == 1, what="alert raised")
-            (before,) = gw.alerts.active()
+            await wait_for(lambda: len(excursions(gw)) == 1, what="alert raised")
+            (before,) = excursions(gw)
         async with running_gateway(config) as gw2:  # type: ignore[arg-type]
             await wait_for(lambda: gw2.counters.connected.get("board-a"), 5, "port reopened")
             await board.send_lines(10)  # still hot: the new detector re-detects
             await wait_for(lambda: gw2.counters.committed == 10, what="10 more readings")
             await gw2.sop_settled()
-            assert [a.id for a in gw2.alerts.active()] == [before.id]
+            assert [a.id for a in excursions(gw2)] == [before.id]
             events = gw2.alerts.events_after(0, 100)
-            assert [e.kind for _, e in events] == ["raised"], "one raise across the restart"
+            kinds = [e.kind for _, e in events if e.alert.rule == "excursion"]
+            assert kinds == ["raised"], "one raise across the restart"
