@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.clock import NS_PER_S, datetime_to_ns, iso_utc
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, JournalError
 
 SHIPMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 NOTE_MAX_CHARS = 500
@@ -54,6 +54,8 @@ MIN_TS_NS = 946_684_800 * NS_PER_S
 MAX_TS_NS = 4_102_444_800 * NS_PER_S
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+AT_PATTERN = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})")
+"""RFC 3339 date-time, the form docs/schemas/custody-event.schema.json also requires."""
 
 
 class CustodyKind(StrEnum):
@@ -199,15 +201,21 @@ def _parse_at(value: Any) -> int:
     if not isinstance(value, str):
         msg = "at must be an ISO 8601 string with a time zone"
         raise ValueError(msg)  # pydantic turns ValueError (not TypeError) into a clean message
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        msg = f"at is not ISO 8601: {value!r}"
-        raise ValueError(msg) from exc
-    if parsed.tzinfo is None:
-        msg = "at must carry a time zone (end it with Z for UTC)"
+    match = AT_PATTERN.fullmatch(value)
+    if match is None:
+        msg = (
+            "at must look like 2026-01-01T08:00:00Z or 2026-01-01T09:00:00.250+01:00,"
+            f" got {value!r}"
+        )
         raise ValueError(msg)
-    return datetime_to_ns(parsed)
+    whole, fraction, offset = match.groups()
+    try:
+        parsed = datetime.fromisoformat(whole + offset.replace("Z", "+00:00"))
+    except ValueError as exc:
+        msg = f"at is not a valid date and time: {value!r}"
+        raise ValueError(msg) from exc
+    # fromisoformat stops at microseconds; the fraction is added here to keep nanoseconds.
+    return datetime_to_ns(parsed) + int((fraction or "").ljust(9, "0"))
 
 
 def from_json(payload: bytes | str) -> CustodyEvent:
@@ -377,14 +385,18 @@ class CustodyLedger:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        cur = self._db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            msg = f"custody ledger write failed: {exc}"
+            raise JournalError(msg) from exc
 
     def reload(self) -> None:
         """Rebuild the in-memory index of open shipments from the tables."""

@@ -364,7 +364,7 @@ class ShipmentBudgets:
                 if self._zone.get(state.shipment) != event.zone:
                     continue
                 for ts_ns, value in zone_samples(event.zone, event.ts_ns, end):
-                    events.extend(self._budgets[state.shipment].observe(ts_ns, value))
+                    events.extend(self.observe_zone(event.zone, ts_ns, value, [state.shipment]))
         return events
 
 
