@@ -149,6 +149,64 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         journal.close()
 
 
+def _cmd_handoff(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.custody import CustodyEvent, CustodyLedger
+    from gateway.journal import Journal
+
+    config = load_config(args.config)
+    body: dict[str, object] = {
+        "shipment": args.shipment,
+        "event": args.event,
+        "zone": args.zone,
+        "actor": args.by,
+    }
+    if args.at:
+        body["at"] = args.at
+    else:
+        body["ts_ns"] = time.time_ns()
+    for key in ("carrier", "profile", "note"):
+        if getattr(args, key):
+            body[key] = getattr(args, key)
+    payload = json.dumps(body).encode()
+    try:
+        CustodyEvent.from_json(payload)  # say what is wrong now, not after the daemon
+    except (ValueError, GatewayError) as exc:
+        print(f"coldchain: handoff refused: {exc}", file=sys.stderr)
+        return 2
+    journal = Journal(config.journal.path)
+    try:
+        ledger = CustodyLedger(
+            journal.connection,
+            config.hub.id,
+            {z.id for z in config.zones},
+            set(config.all_profiles()),
+        )
+        inbox_id = ledger.submit_to_inbox(payload, time.time_ns())
+        print(f"handoff {inbox_id} queued: {args.shipment} {args.event} in {args.zone}")
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            status = ledger.inbox_status(inbox_id)
+            if status is not None and status.processed:
+                record = status.record
+                if record is not None and not record.accepted:
+                    print(
+                        f"rejected by the gateway: {record.reason}: {record.detail}",
+                        file=sys.stderr,
+                    )
+                    return 1
+                print("accepted by the gateway")
+                return 0
+            time.sleep(0.2)
+        if args.wait:
+            print("not applied yet (is the daemon running?); it stays queued", file=sys.stderr)
+            return 3
+        return 0
+    finally:
+        journal.close()
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -187,6 +245,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", help="why (for ack)")
     p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
     p.set_defaults(func=_cmd_alerts)
+
+    p = sub.add_parser("handoff", help="record a custody event (queued for the daemon)")
+    p.add_argument("shipment")
+    p.add_argument(
+        "event",
+        choices=[
+            "received",
+            "put_away",
+            "picked",
+            "packed",
+            "staged",
+            "handed_to_carrier",
+            "returned",
+        ],
+    )
+    p.add_argument("--zone", required=True)
+    p.add_argument("--by", required=True, help="who handled it")
+    p.add_argument("--carrier")
+    p.add_argument("--profile", help="product profile (first event of a shipment)")
+    p.add_argument("--note")
+    p.add_argument("--at", help="ISO 8601 time with offset; default now")
+    p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the daemon")
+    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.set_defaults(func=_cmd_handoff)
 
     from gateway.demo import add_demo_arguments
 

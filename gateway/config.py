@@ -19,6 +19,7 @@ from pydantic import (
 
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.serial.config import SerialDriverConfig
+from gateway.dwell import DEFAULT_DWELL_RULES, DwellRule
 from gateway.errors import ConfigError
 from gateway.health import HealthSettings
 from gateway.rules.profiles import DEFAULT_PROFILES, ProductProfile
@@ -154,6 +155,7 @@ class GatewayConfig(_Strict):
     sinks: SinksConfig = SinksConfig()
     logging: LoggingConfig = LoggingConfig()
     health: HealthSettings = HealthSettings()
+    dwell_rules: list[DwellRule] = list(DEFAULT_DWELL_RULES)
     clock_skew_bound_s: float = Field(default=120.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
 

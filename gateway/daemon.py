@@ -14,6 +14,7 @@ from drivers import REGISTRY
 from gateway.alerts import AlertStore, HubState, alert_line
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.config import GatewayConfig
+from gateway.custody import CustodyRejected
 from gateway.engine import SopEngine
 from gateway.forwarder import STREAM_READINGS, InfluxForwarder, Stream, readings_stream
 from gateway.ingest import Ingest
@@ -21,7 +22,7 @@ from gateway.journal import Journal, JournalRunner
 from gateway.metrics import Counters
 from gateway.normalize import Normalizer
 from gateway.sinks.influx import InfluxWriter
-from gateway.sinks.planner import PlannerFeed
+from gateway.sinks.planner import CommandRejected, PlannerFeed
 from gateway.supervisor import Driver, supervise
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class Gateway:
                 self.hub_state,
             )
             self.engine.on_alert_change(self.planner.wake)
+            self.planner.on_command["custody"] = self._custody_command
         self.started_ns = self.clock.now_ns()
         self.ready = asyncio.Event()
         self.status_path = Path(config.journal.path).with_name("status.json")
@@ -172,6 +174,14 @@ class Gateway:
                     await f.caught_up.wait()
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
+
+    async def _custody_command(self, body: dict[str, object]) -> None:
+        """``cmd/custody`` from a scanner or WMS: journal it, or refuse it with the reason."""
+        try:
+            await self.engine.apply_custody(json.dumps(body).encode(), "mqtt")
+        except CustodyRejected as exc:
+            self.counters.drop("custody", exc.reason)
+            raise CommandRejected(str(exc)) from exc
 
     def hub_state(self) -> tuple[HubState, list[str]]:
         """What the planner sees: online, or degraded with the reasons (drivers, sinks down)."""

@@ -1,10 +1,11 @@
 """The SOP engine: runs every rule on committed readings and on the clock, journals alerts.
 
-Rules (``gateway.sop`` zone excursions, ``gateway.health`` sensor health) are pure and
-return transitions; this module maps each transition to the alert store (one active
-alert per rule and subject) on the journal thread, in commit order, and tells the
-outputs that new alert events wait in the outbox. Deadlines (alarm delays, stale
-sensors) fire from ``tick()``, which runs on the injected clock.
+Rules are pure and return transitions: ``gateway.sop`` zone excursions, ``gateway.health``
+sensor health, ``gateway.dwell`` dwell timers and per-shipment cumulative budgets, fed by
+custody events from ``gateway.custody``. This module maps each transition to the alert
+store (one active alert per rule and subject) on the journal thread, in order, and tells
+the outputs that new alert events wait in the outbox. Deadlines (alarm delays, stale
+sensors, dwell limits, budgets running out) fire from ``tick()`` on the injected clock.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from collections.abc import Callable, Sequence
 from gateway.alerts import AlertStore, Severity
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
+from gateway.custody import CustodyEvent, CustodyLedger, CustodyRejected, ShipmentState
+from gateway.dwell import DwellEvent, DwellTimers, ShipmentBudgets
 from gateway.health import HealthEvent, SensorHealth, checksum_rejects
 from gateway.journal import JournalRunner
 from gateway.metrics import Counters
 from gateway.model import Reading
-from gateway.rules.excursion import ExcursionEvent
+from gateway.rules.excursion import BudgetEvent, ExcursionEvent
 from gateway.sop import ZoneMonitor
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,8 @@ HEALTH_RULES = frozenset(
         "data_gap",
     }
 )
-Transition = ExcursionEvent | HealthEvent
+BUDGET_RULE = "budget"
+Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent
 
 
 class SopEngine:
@@ -57,9 +61,17 @@ class SopEngine:
         self._clock = clock
         self.monitor = ZoneMonitor(config)
         self.health = SensorHealth(config.sensors, config.health, started_ns=clock.now_ns())
+        profiles = config.all_profiles()
+        zone_kinds = {z.id: z.kind for z in config.zones}
+        self.ledger = CustodyLedger(
+            runner.journal.connection, config.hub.id, set(zone_kinds), set(profiles)
+        )
+        self.dwell = DwellTimers.rebuild(self.ledger, config.dwell_rules, zone_kinds)
+        zone_profiles = {z.id: z.profile for z in config.zones if z.profile}
+        self.budgets = ShipmentBudgets(profiles, tracked_zones=set(zone_kinds))
+        self._zone_profiles = zone_profiles
         self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
         self._listeners: list[Callable[[], None]] = []
-        self.zones_with_shipments: Callable[[], set[str]] = set
 
     def on_alert_change(self, listener: Callable[[], None]) -> None:
         """Call listener after every journaled alert transition (outputs drain the outbox)."""
@@ -69,6 +81,8 @@ class SopEngine:
         """Ingest commit listener: rules run on committed readings only, in commit order."""
         events: list[Transition] = [*self.monitor.observe(readings)]
         events.extend(self.health.observe(readings))
+        for zone, ts_ns, value in self.monitor.zone_values:
+            events.extend(self.budgets.observe_zone(zone, ts_ns, value))
         if events:
             self._queue.put_nowait(events)
 
@@ -100,11 +114,62 @@ class SopEngine:
             finally:
                 self._queue.task_done()
 
+    def zones_with_shipments(self) -> set[str]:
+        """Zones holding at least one shipment now (a stale one there is a data gap)."""
+        return {s.zone for s in self.ledger.open_shipments()}
+
+    async def apply_custody(self, payload: bytes, source: str) -> ShipmentState:
+        """Journal a custody event (scanner, WMS, CLI) and run the dwell and budget rules.
+
+        Raises CustodyRejected after the rejection was journaled as an exception record.
+        """
+        now = self._clock.now_ns()
+        ledger = self.ledger
+
+        def apply() -> tuple[ShipmentState | None, ShipmentState]:
+            try:
+                before = ledger.shipment(CustodyEvent.from_json(payload).shipment)
+            except (ValueError, CustodyRejected):
+                before = None  # apply_payload records the malformed payload and raises
+            return before, ledger.apply_payload(payload, now_ns=now, source=source)
+
+        before, state = await self._runner.call(apply)
+        if not state.duplicate:
+            await self._after_custody(before, state)
+        return state
+
+    async def _after_custody(self, before: ShipmentState | None, state: ShipmentState) -> None:
+        history = await self._runner.call(self.ledger.history, state.shipment)
+        event = history[-1].to_event()
+        if event.profile is None and state.profile is None:
+            # A shipment without its own profile inherits the profile of the zone it is in.
+            zone_profile = self._zone_profiles.get(event.zone)
+            if zone_profile is not None:
+                event = event.model_copy(update={"profile": zone_profile})
+        transitions: list[Transition] = [
+            *self.dwell.on_custody(state.shipment, event.kind, event.ts_ns, event.zone),
+            *self.budgets.on_custody(before, event),
+        ]
+        for transition in transitions:
+            await self._apply(transition)
+
+    async def _process_inbox(self, now: int) -> None:
+        results = await self._runner.call(self.ledger.process_inbox, now)
+        for inbox_id, outcome in results:
+            if isinstance(outcome, CustodyRejected):
+                self._counters.drop("custody", outcome.reason)
+                log.warning("handoff %d rejected: %s", inbox_id, outcome)
+            elif not outcome.duplicate:
+                await self._after_custody(None, outcome)
+
     async def tick(self) -> None:
         """Fire every deadline that passed on the clock."""
         now = self._clock.now_ns()
         counters = self._counters
+        await self._process_inbox(now)
         events: list[Transition] = [*self.monitor.check(now)]
+        events.extend(self.dwell.check(now))
+        events.extend(self.budgets.check(now))
         events.extend(self.health.check(now, self.zones_with_shipments()))
         events.extend(
             self.health.observe_checksums(
@@ -117,8 +182,12 @@ class SopEngine:
     async def _apply(self, event: Transition) -> None:
         if isinstance(event, ExcursionEvent):
             changed = await self._apply_excursion(event)
-        else:
+        elif isinstance(event, HealthEvent):
             changed = await self._apply_health(event)
+        elif isinstance(event, DwellEvent):
+            changed = await self._apply_dwell(event)
+        else:
+            changed = await self._apply_budget(event)
         if changed:
             for listener in self._listeners:
                 listener()
@@ -174,3 +243,52 @@ class SopEngine:
             self.alerts.clear, event.rule, event.subject, event.at_ns, event.value
         )
         return cleared is not None
+
+    async def _apply_dwell(self, event: DwellEvent) -> bool:
+        if event.kind == "resolved":
+            cleared = await self._runner.call(
+                self.alerts.clear, event.rule, event.shipment, event.at_ns, event.elapsed_s
+            )
+            return cleared is not None
+        verb = "over" if event.kind == "violated" else "nearing"
+        alert, new = await self._runner.call(
+            self.alerts.raise_alert,
+            event.rule,
+            event.shipment,
+            Severity(event.severity or "warning"),
+            event.started_ns,
+            event.at_ns,
+            event.elapsed_s,
+            event.limit_s,
+            f"shipment {event.shipment} {verb} its dwell limit {event.rule}:"
+            f" {event.elapsed_s / 60:.1f} of {event.limit_s / 60:.0f} min"
+            + (f" in {event.zone}" if event.zone else ""),
+            {"zone": event.zone, "deadline_ns": event.deadline_ns, "dwell": event.kind},
+        )
+        if new:
+            log.warning("alert raised: %s %s", alert.id, alert.message)
+        return new
+
+    async def _apply_budget(self, event: BudgetEvent) -> bool:
+        severity = Severity.CRITICAL if event.kind == "violated" else Severity.WARNING
+        alert, new = await self._runner.call(
+            self.alerts.raise_alert,
+            BUDGET_RULE,
+            event.subject,
+            severity,
+            event.at_ns,
+            event.at_ns,
+            event.spent_s,
+            event.budget_s,
+            f"shipment {event.subject} at risk: {event.remaining_s / 60:.1f} min of its"
+            f" {event.budget_s / 60:.0f} min out-of-range budget left ({event.profile})",
+            {
+                "profile": event.profile,
+                "remaining_s": event.remaining_s,
+                "spent_s": event.spent_s,
+                "budget": event.kind,
+            },
+        )
+        if new:
+            log.warning("alert raised: %s %s", alert.id, alert.message)
+        return new

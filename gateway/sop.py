@@ -54,6 +54,7 @@ class ZoneMonitor:
             self._zones[zone.id] = _Zone(
                 profile, zone.aggregate, ExcursionDetector(profile, zone.id)
             )
+        self.zone_values: list[tuple[str, int, float]] = []
 
     @property
     def zones(self) -> dict[str, ProductProfile]:
@@ -65,8 +66,13 @@ class ZoneMonitor:
         return self._zones[zone].detector
 
     def observe(self, readings: Iterable[Reading]) -> list[ExcursionEvent]:
-        """Evaluate a committed batch; returns the excursion transitions it caused."""
+        """Evaluate a committed batch; returns the excursion transitions it caused.
+
+        The zone values computed on the way are left in ``zone_values`` (zone, ts, °C) for
+        rules that follow a zone rather than a sensor (shipment budgets).
+        """
         events: list[ExcursionEvent] = []
+        self.zone_values = []
         for r in readings:
             zone = self._zones.get(r.zone)
             if zone is None or not Quality(r.quality).usable:
@@ -74,6 +80,7 @@ class ZoneMonitor:
             zone.latest[r.sensor] = (r.ts_ns, r.temp_c)
             value = self._zone_value(zone, r.ts_ns)
             if value is not None:
+                self.zone_values.append((r.zone, r.ts_ns, value))
                 events.extend(zone.detector.observe(r.ts_ns, value))
         return events
 
