@@ -24,7 +24,7 @@ from gateway.journal import JournalRunner
 from gateway.metrics import Counters
 from gateway.model import Reading
 from gateway.rules.excursion import BudgetEvent, ExcursionEvent
-from gateway.sop import ZoneMonitor
+from gateway.sop import MktEvent, ZoneMonitor
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ HEALTH_RULES = frozenset(
     }
 )
 BUDGET_RULE = "budget"
-Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent
+MKT_RULE = "mkt"
+Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent | MktEvent
 
 
 class SopEngine:
@@ -186,6 +187,8 @@ class SopEngine:
             changed = await self._apply_health(event)
         elif isinstance(event, DwellEvent):
             changed = await self._apply_dwell(event)
+        elif isinstance(event, MktEvent):
+            changed = await self._apply_mkt(event)
         else:
             changed = await self._apply_budget(event)
         if changed:
@@ -288,6 +291,31 @@ class SopEngine:
                 "spent_s": event.spent_s,
                 "budget": event.kind,
             },
+        )
+        if new:
+            log.warning("alert raised: %s %s", alert.id, alert.message)
+        return new
+
+    async def _apply_mkt(self, event: MktEvent) -> bool:
+        if event.kind == "cleared":
+            cleared = await self._runner.call(
+                self.alerts.clear, MKT_RULE, event.subject, event.at_ns, event.value_c
+            )
+            return cleared is not None
+        window_h = event.window_s / 3600
+        alert, new = await self._runner.call(
+            self.alerts.raise_alert,
+            MKT_RULE,
+            event.subject,
+            Severity.WARNING,
+            event.at_ns,
+            event.at_ns,
+            event.value_c,
+            event.limit_c,
+            f"zone {event.subject} mean kinetic temperature {event.value_c:.2f} °C over"
+            f" {window_h:g} h exceeds {event.limit_c} °C ({event.profile},"
+            f" dH {event.dh_kj_per_mol} kJ/mol)",
+            {"window_s": event.window_s, "dh_kj_per_mol": event.dh_kj_per_mol},
         )
         if new:
             log.warning("alert raised: %s %s", alert.id, alert.message)

@@ -17,9 +17,27 @@ from dataclasses import dataclass, field
 from gateway.config import GatewayConfig
 from gateway.model import Quality, Reading
 from gateway.rules.excursion import ExcursionDetector, ExcursionEvent
+from gateway.rules.mkt import RollingMkt
 from gateway.rules.profiles import ProductProfile
 
 STALE_INTERVALS = 3.0
+MKT_SAMPLE_S = 60.0  # one zone value per minute into the rolling MKT: 30 days = 43k points
+MKT_MIN_COVERAGE = 0.5  # judge MKT only once the window is at least half covered
+MKT_MAX_GAP_S = 3600.0  # a longer silence is a data gap, not an hour at the last value
+
+
+@dataclass(slots=True, frozen=True)
+class MktEvent:
+    """A zone's rolling mean kinetic temperature crossed its profile's limit, or came back."""
+
+    kind: str  # "raised" | "cleared"
+    subject: str
+    profile: str
+    at_ns: int
+    value_c: float
+    limit_c: float
+    window_s: float
+    dh_kj_per_mol: float
 
 
 def severity(profile: ProductProfile, temp_c: float) -> float:
@@ -38,6 +56,10 @@ class _Zone:
     aggregate: str
     detector: ExcursionDetector
     latest: dict[str, tuple[int, float]] = field(default_factory=dict)
+    mkt: RollingMkt | None = None
+    mkt_last_ns: int = 0
+    mkt_first_ns: int | None = None
+    mkt_high: bool = False
 
 
 class ZoneMonitor:
@@ -51,8 +73,13 @@ class ZoneMonitor:
             if zone.profile is None:
                 continue
             profile = profiles[zone.profile]
+            mkt = (
+                RollingMkt(profile.mkt_window_s, profile.dh_over_r_k, max_gap_s=MKT_MAX_GAP_S)
+                if profile.mkt_limit_c is not None
+                else None
+            )
             self._zones[zone.id] = _Zone(
-                profile, zone.aggregate, ExcursionDetector(profile, zone.id)
+                profile, zone.aggregate, ExcursionDetector(profile, zone.id), mkt=mkt
             )
         self.zone_values: list[tuple[str, int, float]] = []
 
@@ -65,13 +92,13 @@ class ZoneMonitor:
         """The detector of one zone (status views and tests)."""
         return self._zones[zone].detector
 
-    def observe(self, readings: Iterable[Reading]) -> list[ExcursionEvent]:
+    def observe(self, readings: Iterable[Reading]) -> list[ExcursionEvent | MktEvent]:
         """Evaluate a committed batch; returns the excursion transitions it caused.
 
         The zone values computed on the way are left in ``zone_values`` (zone, ts, °C) for
         rules that follow a zone rather than a sensor (shipment budgets).
         """
-        events: list[ExcursionEvent] = []
+        events: list[ExcursionEvent | MktEvent] = []
         self.zone_values = []
         for r in readings:
             zone = self._zones.get(r.zone)
@@ -82,6 +109,9 @@ class ZoneMonitor:
             if value is not None:
                 self.zone_values.append((r.zone, r.ts_ns, value))
                 events.extend(zone.detector.observe(r.ts_ns, value))
+                mkt_event = self._observe_mkt(zone, r.ts_ns, value)
+                if mkt_event is not None:
+                    events.append(mkt_event)
         return events
 
     def check(self, now_ns: int) -> list[ExcursionEvent]:
@@ -97,6 +127,36 @@ class ZoneMonitor:
             d for z in self._zones.values() if (d := z.detector.pending_deadline_ns) is not None
         ]
         return min(deadlines, default=None)
+
+    def _observe_mkt(self, zone: _Zone, ts_ns: int, value: float) -> MktEvent | None:
+        mkt, profile = zone.mkt, zone.profile
+        if mkt is None or profile.mkt_limit_c is None:
+            return None
+        if ts_ns - zone.mkt_last_ns < MKT_SAMPLE_S * 1e9:
+            return None
+        zone.mkt_last_ns = ts_ns
+        if zone.mkt_first_ns is None:
+            zone.mkt_first_ns = ts_ns
+        mkt.observe(ts_ns, value)
+        if ts_ns - zone.mkt_first_ns < MKT_MIN_COVERAGE * profile.mkt_window_s * 1e9:
+            return None
+        current = mkt.value()
+        if current is None:
+            return None
+        high = current > profile.mkt_limit_c
+        if high == zone.mkt_high:
+            return None
+        zone.mkt_high = high
+        return MktEvent(
+            "raised" if high else "cleared",
+            zone.detector.subject,
+            profile.name,
+            ts_ns,
+            current,
+            profile.mkt_limit_c,
+            profile.mkt_window_s,
+            profile.dh_kj_per_mol,
+        )
 
     def _zone_value(self, zone: _Zone, at_ns: int) -> float | None:
         fresh = [

@@ -73,3 +73,29 @@ def test_timer_raises_when_readings_stop_mid_excursion() -> None:
     assert monitor.check(T0 + 599 * S) == []
     (event,) = monitor.check(T0 + 600 * S)
     assert (event.kind, event.by_timer) == ("raised", True)
+
+
+def test_rolling_mkt_raises_over_the_limit_and_clears_below() -> None:
+    config = parse_config(
+        {
+            "hub": {"id": "h"},
+            "profiles": {
+                "warmish": {"max_c": 12, "mkt_limit_c": 8, "mkt_window_s": 3600, "hysteresis_c": 0}
+            },
+            "zones": [{"id": "cr1", "kind": "cold_storage", "profile": "warmish"}],
+            "sensors": [{"id": "a", "zone": "cr1", "interval_s": 60}],
+        }
+    )
+    monitor = ZoneMonitor(config)
+    events = []
+    for minute in range(45):  # 9 °C: inside the 12 °C limit, but MKT above 8 °C
+        events += monitor.observe([_r("a", minute * 60, 9.0)])
+    mkt = [e for e in events if type(e).__name__ == "MktEvent"]
+    assert [e.kind for e in mkt] == ["raised"]
+    assert mkt[0].at_ns >= T0 + 30 * 60 * S, "not judged before half the window is covered"
+    assert abs(mkt[0].value_c - 9.0) < 0.01
+    for minute in range(45, 120):
+        events += monitor.observe([_r("a", minute * 60, 2.0)])
+    mkt = [e for e in events if type(e).__name__ == "MktEvent"]
+    assert [e.kind for e in mkt] == ["raised", "cleared"]
+    assert mkt[1].value_c <= 8.0
