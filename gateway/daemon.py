@@ -19,8 +19,10 @@ from gateway.engine import SopEngine
 from gateway.forwarder import STREAM_READINGS, InfluxForwarder, Stream, readings_stream
 from gateway.ingest import Ingest
 from gateway.journal import Journal, JournalRunner
+from gateway.lineprotocol import line
 from gateway.metrics import Counters
 from gateway.normalize import Normalizer
+from gateway.sdnotify import SystemdNotifier
 from gateway.sinks.influx import InfluxWriter
 from gateway.sinks.planner import CommandRejected, PlannerFeed
 from gateway.supervisor import Driver, supervise
@@ -28,6 +30,19 @@ from gateway.supervisor import Driver, supervise
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 600.0
+
+
+def health_stream(hub: str) -> Stream:
+    """Gateway self-metrics snapshots as line protocol (measurement ``gateway_health``)."""
+
+    def fetch(journal: Journal, after: int, limit: int) -> tuple[int, int, bytes]:
+        rows = journal.health_after(after, limit)
+        if not rows:
+            return after, 0, b""
+        body = "\n".join(line("gateway_health", {"hub": hub}, f, ts) for _, ts, f in rows)
+        return rows[-1][0], len(rows), body.encode()
+
+    return Stream("gateway_health", fetch)
 
 
 def alerts_stream(store: AlertStore) -> Stream:
@@ -55,7 +70,12 @@ def build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
 class Gateway:
     """A running hub gateway built from one config."""
 
-    def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        clock: Clock | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.counters = Counters()
@@ -80,7 +100,11 @@ class Gateway:
                 "influx",
                 self.runner,
                 InfluxWriter(influx),
-                [alerts_stream(self.alerts), readings_stream(config.hub.id)],
+                [
+                    alerts_stream(self.alerts),
+                    health_stream(config.hub.id),
+                    readings_stream(config.hub.id),
+                ],
                 self.counters,
                 self.clock,
                 batch_size=influx.batch_size,
@@ -102,7 +126,10 @@ class Gateway:
             )
             self.engine.on_alert_change(self.planner.wake)
             self.planner.on_command["custody"] = self._custody_command
+        self.notifier = notifier or SystemdNotifier()
         self.started_ns = self.clock.now_ns()
+        self._extras: dict[str, Any] = {}
+        self._last_rate: tuple[float, int] | None = None
         self.ready = asyncio.Event()
         self.status_path = Path(config.journal.path).with_name("status.json")
         self.shutdown_flush_s = 5.0
@@ -130,7 +157,9 @@ class Gateway:
                 )
                 prune_task = tg.create_task(self._prune_loop(), name="prune")
                 sop_task = tg.create_task(self.engine.run(), name="sop")
+                watchdog_task = tg.create_task(self.notifier.watchdog(), name="watchdog")
                 self.ready.set()
+                self.notifier.notify("READY=1", f"STATUS=hub {self.config.hub.id} running")
                 log.info(
                     "gateway running: hub %s, %d driver(s), %d sink(s), journal %s",
                     self.config.hub.id,
@@ -140,6 +169,7 @@ class Gateway:
                 )
                 await stop.wait()
                 log.info("stopping: closing drivers, committing the queue, draining sinks")
+                self.notifier.notify("STOPPING=1", "STATUS=stopping: draining")
                 for task in driver_tasks:
                     task.cancel()
                 for driver in self.drivers:
@@ -152,7 +182,8 @@ class Gateway:
                 if self.planner is not None:
                     self.planner.wake()
                     await self.planner.close()
-                for task in [*forwarder_tasks, status_task, prune_task, sop_task, *planner_tasks]:
+                background = [status_task, prune_task, sop_task, watchdog_task, *planner_tasks]
+                for task in [*forwarder_tasks, *background]:
                     task.cancel()
         finally:
             for f in self.forwarders:
@@ -216,7 +247,62 @@ class Gateway:
     async def _status_loop(self) -> None:
         while True:
             await self.clock.sleep(self.config.status_interval_s)
-            await asyncio.to_thread(self._write_status)
+            await self.refresh_status()
+
+    async def refresh_status(self) -> None:
+        """Recompute what needs the journal, write status.json, journal a health snapshot."""
+        now = self.clock.now_ns()
+        backlogs = {}
+        for f in self.forwarders:
+            b = await self.runner.call(self.journal.backlog, f.name)
+            backlogs[f.name] = b
+        active = await self.runner.call(self.alerts.active)
+        mono = self.clock.monotonic()
+        committed = self.counters.committed
+        rate = 0.0
+        if self._last_rate is not None and mono > self._last_rate[0]:
+            rate = (committed - self._last_rate[1]) / (mono - self._last_rate[0])
+        self._last_rate = (mono, committed)
+        self._extras = {
+            "readings_per_s": round(rate, 1),
+            "active_alerts": [
+                {"id": a.id, "severity": str(a.severity), "subject": a.subject, "rule": a.rule}
+                for a in active
+            ],
+            "oldest_unsent_age_s": {
+                name: (round((now - b.oldest_ts_ns) / 1e9, 1) if b.oldest_ts_ns else 0.0)
+                for name, b in backlogs.items()
+            },
+        }
+        c = self.counters
+        fields: dict[str, float | int] = {
+            "received": sum(c.received.values()),
+            "committed": committed,
+            "dropped": sum(c.dropped.values()),
+            "dead_lettered": c.dead_lettered,
+            "reconnects": sum(c.reconnects.values()),
+            "readings_per_s": round(rate, 1),
+            "active_alerts": len(active),
+            "uptime_s": round((now - self.started_ns) / 1e9, 1),
+        }
+        for name, b in backlogs.items():
+            fields[f"backlog_{name}"] = b.records
+            fields[f"oldest_unsent_age_s_{name}"] = self._extras["oldest_unsent_age_s"][name]
+        for key, n in c.dropped.items():
+            fields["dropped_" + key.replace(":", "_").replace("-", "_")] = n
+        for driver in self.drivers:
+            fields[f"connected_{driver.name.replace('-', '_')}"] = int(
+                bool(c.connected.get(driver.name))
+            )
+        await self.runner.call(self.journal.append_health, now, fields)
+        for f in self.forwarders:
+            f.wake()
+        await asyncio.to_thread(self._write_status)
+        self.notifier.notify(
+            f"STATUS=hub {self.config.hub.id}: {rate:.0f} readings/s, "
+            f"{len(active)} active alert(s), backlog "
+            + ", ".join(f"{n}={b.records}" for n, b in backlogs.items())
+        )
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready view of the gateway's state: counters, backlog per sink."""
@@ -235,6 +321,7 @@ class Gateway:
             "sinks": sinks,
             "drivers": [d.name for d in self.drivers],
             "counters": self.counters.snapshot(),
+            **self._extras,
         }
 
     def _write_status(self) -> None:

@@ -12,6 +12,7 @@ SQLite's file I/O off the event loop and serialises access without locks.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,11 @@ CREATE TABLE IF NOT EXISTS cursors (
     position INTEGER NOT NULL,
     updated_ns INTEGER NOT NULL,
     PRIMARY KEY (sink, stream)
+);
+CREATE TABLE IF NOT EXISTS gateway_health (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ns INTEGER NOT NULL,
+    fields TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -283,7 +289,26 @@ class Journal:
             if cur.rowcount < chunk:
                 break
         self._db.execute("DELETE FROM dead_letters WHERE received_ns < ?", (older_than_ns,))
+        self._db.execute("DELETE FROM gateway_health WHERE ts_ns < ?", (older_than_ns,))
         return removed
+
+    def append_health(self, ts_ns: int, fields: dict[str, float | int]) -> int:
+        """Journal one gateway self-metrics snapshot (forwarded as ``gateway_health``)."""
+        cur = self._db.execute(
+            "INSERT INTO gateway_health (ts_ns, fields) VALUES (?, ?)",
+            (ts_ns, json.dumps(fields, sort_keys=True)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def health_after(
+        self, position: int, limit: int
+    ) -> list[tuple[int, int, dict[str, float | int]]]:
+        """Self-metrics snapshots after position: (id, ts_ns, fields)."""
+        rows = self._db.execute(
+            "SELECT id, ts_ns, fields FROM gateway_health WHERE id > ? ORDER BY id LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), json.loads(r[2])) for r in rows]
 
     def quarantine(self, sink: str, stream: str, record_id: int, reason: str, now_ns: int) -> None:
         """Set aside a record a sink refused for good, so the backlog can move on."""

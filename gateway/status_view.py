@@ -23,13 +23,31 @@ def counters_table(status: dict[str, Any]) -> Table:
     table.add_row("dead-lettered (kept)", f"{c['dead_lettered']:,}")
     for flag, n in sorted(c["flagged"].items()):
         table.add_row(f"flagged   {flag}", f"{n:,}")
+    if "readings_per_s" in status:
+        table.add_row("readings/s", f"{status['readings_per_s']:,.1f}")
+    ages = status.get("oldest_unsent_age_s", {})
     for sink, info in sorted(status.get("sinks", {}).items()):
         table.add_row(f"written   {sink}", f"{c['written'].get(sink, 0):,}")
         table.add_row(f"backlog   {sink}", f"{info['backlog']:,}")
+        if sink in ages:
+            table.add_row(f"oldest unsent {sink} (s)", f"{ages[sink]:,.1f}")
         if c["quarantined"].get(sink):
             table.add_row(f"[red]quarantined {sink}[/]", f"{c['quarantined'][sink]:,}")
     for component, n in sorted(c["reconnects"].items()):
         table.add_row(f"reconnects {component}", f"{n:,}")
+    return table
+
+
+def alerts_summary(status: dict[str, Any]) -> Table | None:
+    """Active alerts listed in a status document, if any."""
+    active = status.get("active_alerts")
+    if not active:
+        return None
+    table = Table(title=f"active alerts ({len(active)})")
+    for col in ("id", "severity", "rule", "subject"):
+        table.add_column(col)
+    for a in active:
+        table.add_row(a["id"], a["severity"], a["rule"], a["subject"])
     return table
 
 
@@ -54,7 +72,7 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
         f"(status at {status['at']}), journal {status['journal']}"
     )
     parts: list[Table] = [counters_table(status)]
-    errors = errors_table(status)
-    if errors is not None:
-        parts.append(errors)
+    for extra in (alerts_summary(status), errors_table(status)):
+        if extra is not None:
+            parts.append(extra)
     console.print(Group(*parts))

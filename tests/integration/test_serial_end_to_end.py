@@ -98,3 +98,28 @@ async def test_driver_resumes_after_unplug_and_replug(
             await wait_for(
                 lambda: influx.count(db, "reading") == journal_rows, what="influx caught up"
             )
+
+
+async def test_gateway_health_snapshots_reach_influx(
+    tmp_path: Path, influx_db: tuple[InfluxDB1, str]
+) -> None:
+    influx, db = influx_db
+    with SensorBoardSim(3, board="A1", link_dir=tmp_path) as board:
+        config = _config(tmp_path, str(board.link_path), influx, db)
+        async with running_gateway(config) as gw:  # type: ignore[arg-type]
+            await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
+            await board.send_lines(30)
+            await wait_for(lambda: gw.counters.committed == 30, what="30 readings")
+            await gw.refresh_status()
+            await wait_for(
+                lambda: influx.rows("SELECT * FROM gateway_health", db), what="health points"
+            )
+            status = gw.status()
+            assert "readings_per_s" in status
+            assert status["oldest_unsent_age_s"]["influx"] >= 0
+    rows = influx.rows("SELECT * FROM gateway_health", db)
+    last = rows[-1]
+    assert last["hub"] == "hub-test"
+    assert last["committed"] == 30
+    assert last["connected_board_a"] == 1
+    assert "backlog_influx" in last
