@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -51,8 +50,8 @@ def summary(config: GatewayConfig, path: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.daemon import Gateway
     from gateway.logs import setup_logging
+    from gateway.supervise_process import install_signal_handlers, run_with_reload
 
     try:
         config = load_config(args.config)
@@ -63,12 +62,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     setup_logging(config.logging.level, config.logging.format)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        gateway = Gateway(config)
-        await gateway.run(stop)
+        stop, reload = asyncio.Event(), asyncio.Event()
+        install_signal_handlers(stop, reload)
+        await run_with_reload(config, args.config, stop, reload)
 
     try:
         asyncio.run(main())
