@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install or upgrade the coldchain gateway on Raspberry Pi OS / Debian (run as root).
+#   sudo systemd/install.sh            # from a checkout of this repository
+# Idempotent: re-running upgrades the code and keeps config, credentials and the journal.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+prefix=/opt/coldchain
+[ "$(id -u)" = 0 ] || { echo "run as root (sudo $0)" >&2; exit 1; }
+
+apt-get update -q
+apt-get install -y -q --no-install-recommends python3 python3-venv sqlite3
+
+echo "installing the project into $prefix/venv"
+python3 -m venv "$prefix/venv"
+"$prefix/venv/bin/pip" install -q --upgrade pip
+"$prefix/venv/bin/pip" install -q "$here"
+cp -r "$here/docs" "$prefix/" 2>/dev/null || true
+
+install -d -m 0755 /etc/coldchain
+install -d -m 0700 /etc/coldchain/credentials
+for cred in mqtt-password influx-token; do
+  # LoadCredential= refuses to start the unit when a listed file is missing.
+  [ -e "/etc/coldchain/credentials/$cred" ] || install -m 0600 /dev/null "/etc/coldchain/credentials/$cred"
+done
+if [ ! -e /etc/coldchain/gateway.toml ]; then
+  sed -e 's#^path = ".*journal.db"#path = "/var/lib/coldchain/journal.db"#' \
+    "$here/examples/gateway.toml" > /etc/coldchain/gateway.toml
+  echo "wrote /etc/coldchain/gateway.toml from the example: edit it, then"
+  echo "  $prefix/venv/bin/coldchain check-config /etc/coldchain/gateway.toml"
+fi
+
+install -m 0644 "$here/systemd/coldchain.service" /etc/systemd/system/coldchain.service
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify /etc/systemd/system/coldchain.service || true
+fi
+systemctl daemon-reload
+systemctl enable coldchain.service
+if "$prefix/venv/bin/coldchain" check-config /etc/coldchain/gateway.toml; then
+  systemctl restart coldchain.service
+  echo "started: journalctl -u coldchain -f"
+else
+  echo "not started: fix the config above, then: systemctl start coldchain" >&2
+fi
