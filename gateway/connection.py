@@ -6,6 +6,7 @@ import logging
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -66,3 +67,27 @@ class MqttConnectionConfig(BaseModel):
     password: SecretRef | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     tls: TlsConfig = TlsConfig()
+
+
+def persistent_session_kwargs(
+    config: MqttConnectionConfig, identifier: str, tls: ssl.SSLContext | None
+) -> dict[str, Any]:
+    """aiomqtt.Client arguments for a fixed-id, persistent-session (QoS 1) connection.
+
+    Both the ingest driver and the planner feed connect this way: MQTT 3.1.1 with
+    clean_session off, so the broker keeps QoS 1 messages while the gateway restarts.
+    The password is resolved on every connect, so a rotated credential is picked up.
+    """
+    import aiomqtt
+
+    return {
+        "hostname": config.host,
+        "port": config.port,
+        "identifier": identifier,
+        "protocol": aiomqtt.ProtocolVersion.V311,
+        "clean_session": False,
+        "keepalive": config.keepalive_s,
+        "username": config.username,
+        "password": config.password.resolve() if config.password is not None else None,
+        "tls_context": tls,
+    }

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import get_args
 
 from gateway.alerts import AlertStore, Severity
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.custody import CustodyEvent, CustodyLedger, CustodyRejected, ShipmentState
 from gateway.dwell import DwellEvent, DwellTimers, ShipmentBudgets
-from gateway.health import HealthEvent, SensorHealth, checksum_rejects
+from gateway.health import HealthEvent, Rule, SensorHealth, checksum_rejects
 from gateway.journal import JournalRunner
 from gateway.metrics import Counters
 from gateway.model import Reading
@@ -29,17 +30,7 @@ from gateway.sop import MktEvent, ZoneMonitor
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-HEALTH_RULES = frozenset(
-    {
-        "sensor_stale",
-        "sensor_fault",
-        "sensor_spike",
-        "sensor_frozen",
-        "battery_low",
-        "checksum_rate",
-        "data_gap",
-    }
-)
+HEALTH_RULES: frozenset[str] = frozenset(get_args(Rule))
 BUDGET_RULE = "budget"
 MKT_RULE = "mkt"
 Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent | MktEvent

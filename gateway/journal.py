@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from gateway.errors import JournalError
 from gateway.model import Reading, Reject
@@ -81,6 +81,23 @@ _INSERT_READING = (
 )
 
 ReadingRow = tuple[int, Reading]
+_READING_COLUMNS = "ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v, quality, seq"
+
+
+def _reading(row: tuple[Any, ...]) -> Reading:
+    """A Reading from a row selected with _READING_COLUMNS."""
+    return Reading(
+        sensor=row[2],
+        ts_ns=row[0],
+        received_ns=row[1],
+        zone=row[3],
+        source=row[4],
+        temp_c=row[5],
+        rh=row[6],
+        battery_v=row[7],
+        quality=row[8],
+        seq=row[9],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,54 +203,21 @@ class Journal:
     def readings_after(self, position: int, limit: int) -> list[ReadingRow]:
         """Readings with id > position, oldest first, at most limit."""
         rows = self._db.execute(
-            "SELECT id, ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v,"
-            " quality, seq FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+            f"SELECT id, {_READING_COLUMNS} FROM readings WHERE id > ? ORDER BY id LIMIT ?",
             (position, limit),
         ).fetchall()
-        return [
-            (
-                row[0],
-                Reading(
-                    sensor=row[3],
-                    ts_ns=row[1],
-                    received_ns=row[2],
-                    zone=row[4],
-                    source=row[5],
-                    temp_c=row[6],
-                    rh=row[7],
-                    battery_v=row[8],
-                    quality=row[9],
-                    seq=row[10],
-                ),
-            )
-            for row in rows
-        ]
+        return [(row[0], _reading(row[1:])) for row in rows]
 
     def readings_between(self, zones: Iterable[str], start_ns: int, end_ns: int) -> list[Reading]:
         """Readings of these zones with start_ns <= ts < end_ns, by time."""
         zone_list = list(zones)
         marks = ",".join("?" for _ in zone_list)
         rows = self._db.execute(
-            "SELECT ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v, quality,"
-            f" seq FROM readings WHERE zone IN ({marks}) AND ts_ns >= ? AND ts_ns < ?"
-            " ORDER BY ts_ns, id",
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE zone IN ({marks})"
+            " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, id",
             (*zone_list, start_ns, end_ns),
         ).fetchall()
-        return [
-            Reading(
-                sensor=r[2],
-                ts_ns=r[0],
-                received_ns=r[1],
-                zone=r[3],
-                source=r[4],
-                temp_c=r[5],
-                rh=r[6],
-                battery_v=r[7],
-                quality=r[8],
-                seq=r[9],
-            )
-            for r in rows
-        ]
+        return [_reading(r) for r in rows]
 
     def last_id(self, table: str = "readings") -> int:
         """The highest id ever assigned in a table (0 when empty)."""

@@ -25,6 +25,7 @@ import paho.mqtt.client as paho
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.mqtt.payload import TopicRouter
 from gateway.clock import Clock
+from gateway.connection import persistent_session_kwargs
 from gateway.errors import DriverDisconnected, DriverError
 from gateway.model import Delivery, RawSample, Reject
 
@@ -80,19 +81,7 @@ class MqttDriver:
 
     def _new_client(self) -> aiomqtt.Client:
         """A fresh aiomqtt client for one connection, manual acks on."""
-        config = self.config
-        password = config.password.resolve() if config.password is not None else None
-        client = self._factory(
-            hostname=config.host,
-            port=config.port,
-            identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=False,
-            keepalive=config.keepalive_s,
-            username=config.username,
-            password=password,
-            tls_context=self._tls,
-        )
+        client = self._factory(**persistent_session_kwargs(self.config, self.client_id, self._tls))
         # aiomqtt exposes no manual acks: switch them on in the paho client it wraps
         # (private attribute). Must happen before connect: a persistent session's queued
         # messages arrive right after CONNACK and paho would PUBACK them on receipt.

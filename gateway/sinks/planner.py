@@ -47,7 +47,7 @@ from gateway.alerts import (
 )
 from gateway.backoff import Backoff
 from gateway.clock import Clock, iso_utc
-from gateway.connection import MqttConnectionConfig
+from gateway.connection import MqttConnectionConfig, persistent_session_kwargs
 from gateway.errors import GatewayError
 from gateway.journal import JournalRunner
 from gateway.metrics import Counters
@@ -249,7 +249,6 @@ class PlannerFeed:
     # -- one connection ----------------------------------------------------------------
     def _new_client(self) -> aiomqtt.Client:
         config = self.config
-        password = config.password.resolve() if config.password is not None else None
         # The Will is built per connection so its "at" is this connection's start.
         will = aiomqtt.Will(
             topic=self.status_topic,
@@ -262,15 +261,7 @@ class PlannerFeed:
             retain=True,
         )
         client = aiomqtt.Client(
-            hostname=config.host,
-            port=config.port,
-            identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=False,
-            keepalive=config.keepalive_s,
-            username=config.username,
-            password=password,
-            tls_context=self._tls,
+            **persistent_session_kwargs(config, self.client_id, self._tls),
             will=will,
             max_inflight_messages=MAX_INFLIGHT,
         )
