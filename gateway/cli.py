@@ -266,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
     p.set_defaults(func=_cmd_handoff)
 
+    from gateway.verify import add_verify_arguments, run_verify
+
+    p = sub.add_parser("verify", help="check the custody hash chain in the journal and InfluxDB")
+    add_verify_arguments(p)
+    p.set_defaults(func=run_verify)
+
     from gateway.demo import add_demo_arguments
 
     p = sub.add_parser("demo", help="run a simulated hub end to end with a live view")

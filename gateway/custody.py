@@ -26,6 +26,14 @@ each method is one ``BEGIN IMMEDIATE`` transaction. Another process (the CLI whi
 runs) only writes to the inbox (:meth:`CustodyLedger.submit_to_inbox`); the daemon applies
 inbox rows with :meth:`CustodyLedger.process_inbox`. The tables are the state: a new ledger on
 the same file rebuilds everything from them.
+
+Each accepted event is also a handoff record (``gateway.chain``): its row gets the hub, the
+next per-hub ``seq``, the zone temperature at handoff (``temp_c``, from the caller), the
+previous record's hash and its own, in the same transaction as the event. Custody
+transactions always commit with ``synchronous=FULL`` (even on a journal opened with
+``normal``): a handoff is on disk before the caller acknowledges it. Rejected rows get no
+seq or hash. A journal from before the chain is migrated when a ledger opens it: the columns
+are added and the accepted rows already there are chained in id order (``temp_c`` unknown).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -42,6 +50,7 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.chain import GENESIS_HASH, HandoffRecord, normalize_temp, record_hash
 from gateway.clock import NS_PER_S, datetime_to_ns, iso_utc
 from gateway.errors import GatewayError, JournalError
 
@@ -287,6 +296,10 @@ class CustodyRecord:
     reason: str | None
     detail: str | None
     payload: str | None
+    seq: int | None = None
+    temp_c: float | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
 
     def to_event(self) -> CustodyEvent:
         """The accepted event this row records; ValueError for a rejected row."""
@@ -333,7 +346,12 @@ CREATE TABLE IF NOT EXISTS custody_events (
     note TEXT,
     reason TEXT,
     detail TEXT,
-    payload TEXT
+    payload TEXT,
+    hub TEXT,
+    seq INTEGER,
+    temp_c REAL,
+    prev_hash TEXT,
+    hash TEXT
 );
 CREATE INDEX IF NOT EXISTS custody_events_shipment
     ON custody_events (shipment, accepted, id);
@@ -350,8 +368,46 @@ CREATE INDEX IF NOT EXISTS custody_inbox_pending ON custody_inbox (processed, id
 
 _RECORD_COLUMNS = (
     "id, recorded_ns, source, accepted, ts_ns, shipment, kind, zone, actor, carrier, profile,"
-    " note, reason, detail, payload"
+    " note, reason, detail, payload, seq, temp_c, prev_hash, hash"
 )
+
+# Added by the hash chain; a journal created before it gets them with ALTER TABLE.
+_CHAIN_COLUMNS = (
+    ("hub", "TEXT"),
+    ("seq", "INTEGER"),
+    ("temp_c", "REAL"),
+    ("prev_hash", "TEXT"),
+    ("hash", "TEXT"),
+)
+_CHAIN_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS custody_events_seq ON custody_events (seq)"
+    " WHERE seq IS NOT NULL"
+)
+_HANDOFF_COLUMNS = (
+    "hub, seq, shipment, kind, zone, actor, carrier, profile, note, ts_ns, temp_c, prev_hash, hash"
+)
+
+TempOf = Callable[[str], float | None]
+"""The zone's current temperature (None when unknown), asked when an event is accepted."""
+
+
+def _handoff(row: Iterable[Any]) -> HandoffRecord:
+    r = list(row)
+    return HandoffRecord(
+        hub=r[0],
+        seq=int(r[1]),
+        shipment=r[2],
+        event=r[3],
+        zone=r[4],
+        actor=r[5],
+        carrier=r[6],
+        profile=r[7],
+        note=r[8],
+        ts_ns=int(r[9]),
+        temp_c=None if r[10] is None else float(r[10]),
+        prev_hash=r[11],
+        hash=r[12],
+    )
 
 
 def _record(row: Iterable[Any]) -> CustodyRecord:
@@ -378,6 +434,7 @@ class CustodyLedger:
         self.zones = frozenset(zones)
         self.profiles = frozenset(profiles)
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._open: dict[str, ShipmentState] = {}
         self.reload()
 
@@ -387,16 +444,44 @@ class CustodyLedger:
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         try:
             cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            # FULL (2) or EXTRA (3) fsyncs the WAL at COMMIT; a journal opened with
+            # synchronous=normal is raised to FULL for the custody transaction only.
+            level = int(cur.execute("PRAGMA synchronous").fetchone()[0])
+            if level < 2:
+                cur.execute("PRAGMA synchronous=FULL")
             try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+            finally:
+                if level < 2:
+                    cur.execute(f"PRAGMA synchronous={level}")
         except sqlite3.Error as exc:
             msg = f"custody ledger write failed: {exc}"
             raise JournalError(msg) from exc
+
+    def _migrate(self) -> None:
+        """Add the chain columns to an older journal and chain its accepted rows."""
+        with self._tx() as cur:
+            have = {row[1] for row in cur.execute("PRAGMA table_info(custody_events)")}
+            missing = [(n, t) for n, t in _CHAIN_COLUMNS if n not in have]
+            for name, sql_type in missing:
+                cur.execute(f"ALTER TABLE custody_events ADD COLUMN {name} {sql_type}")
+            cur.execute(_CHAIN_INDEX)
+            if not missing:
+                return
+            # Rows from before the chain: link them in the order they were recorded. Only
+            # done when the columns are new, so a row whose seq is erased later stays a gap.
+            rows = cur.execute(
+                "SELECT id, shipment, kind, zone, actor, carrier, profile, note, ts_ns"
+                " FROM custody_events WHERE accepted = 1 AND seq IS NULL ORDER BY id"
+            ).fetchall()
+            for row in rows:
+                self._chain(cur, row[0], *row[1:], temp_c=None)
 
     def reload(self) -> None:
         """Rebuild the in-memory index of open shipments from the tables."""
@@ -416,28 +501,44 @@ class CustodyLedger:
     # -- applying events ---------------------------------------------------------------
 
     def apply(
-        self, event: CustodyEvent, *, now_ns: int | None = None, source: str = "mqtt"
+        self,
+        event: CustodyEvent,
+        *,
+        now_ns: int | None = None,
+        source: str = "mqtt",
+        temp_c: float | None = None,
     ) -> ShipmentState:
         """Validate and record an event; returns the new state or raises CustodyRejected.
 
         A rejected event is committed as an exception row before the error is raised.
-        ``now_ns`` (the gateway's receive time) defaults to the event time.
+        ``now_ns`` (the gateway's receive time) defaults to the event time; ``temp_c`` is
+        the zone temperature at the handoff (None: unknown), kept in the handoff record.
         """
         recorded_ns = event.ts_ns if now_ns is None else now_ns
         with self._tx() as cur:
-            outcome = self._apply_in_tx(cur, event, recorded_ns, source, None)
+            outcome = self._apply_in_tx(cur, event, recorded_ns, source, None, _fixed(temp_c))
         return self._finish(outcome)
 
     def apply_payload(
-        self, payload: bytes | str, *, now_ns: int, source: str = "mqtt"
+        self,
+        payload: bytes | str,
+        *,
+        now_ns: int,
+        source: str = "mqtt",
+        temp_c: float | None = None,
     ) -> ShipmentState:
         """Parse and apply a wire payload; a malformed one is recorded with its raw text too."""
         with self._tx() as cur:
-            outcome = self._apply_payload_in_tx(cur, payload, now_ns, source)
+            outcome = self._apply_payload_in_tx(cur, payload, now_ns, source, _fixed(temp_c))
         return self._finish(outcome)
 
     def _apply_payload_in_tx(
-        self, cur: sqlite3.Cursor, payload: bytes | str, now_ns: int, source: str
+        self,
+        cur: sqlite3.Cursor,
+        payload: bytes | str,
+        now_ns: int,
+        source: str,
+        temp_of: TempOf,
     ) -> ShipmentState | CustodyRejected:
         raw = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
         try:
@@ -447,7 +548,7 @@ class CustodyLedger:
                 cur, None, now_ns, source, exc.reason, exc.detail, raw, data=_loose(raw)
             )
             return exc
-        return self._apply_in_tx(cur, event, now_ns, source, raw)
+        return self._apply_in_tx(cur, event, now_ns, source, raw, temp_of)
 
     def _finish(self, outcome: ShipmentState | CustodyRejected) -> ShipmentState:
         if isinstance(outcome, CustodyRejected):
@@ -465,6 +566,7 @@ class CustodyLedger:
         recorded_ns: int,
         source: str,
         raw: str | None,
+        temp_of: TempOf,
     ) -> ShipmentState | CustodyRejected:
         before = self._state_from_db(cur, event.shipment)
         if before is not None and self._is_redelivery(cur, before, event):
@@ -475,6 +577,19 @@ class CustodyLedger:
             record_id = self._insert(cur, event, recorded_ns, source, reason, detail, raw)
             return CustodyRejected(reason, detail, event=event, record_id=record_id)
         record_id = self._insert(cur, event, recorded_ns, source, None, None, raw)
+        self._chain(
+            cur,
+            record_id,
+            event.shipment,
+            event.kind.value,
+            event.zone,
+            event.actor,
+            event.carrier,
+            event.profile,
+            event.note,
+            event.ts_ns,
+            temp_c=temp_of(event.zone),
+        )
         return ShipmentState(
             shipment=event.shipment,
             zone=event.zone,
@@ -559,6 +674,80 @@ class CustodyLedger:
             (recorded_ns, source, int(reason is None), *values, reason, detail, raw),
         )
         return int(cur.lastrowid or 0)
+
+    def _chain(
+        self,
+        cur: sqlite3.Cursor,
+        record_id: int,
+        shipment: str,
+        kind: str,
+        zone: str,
+        actor: str,
+        carrier: str | None,
+        profile: str | None,
+        note: str | None,
+        ts_ns: int,
+        *,
+        temp_c: float | None,
+    ) -> HandoffRecord:
+        """Make an accepted row the next handoff record (inside the caller's transaction)."""
+        last = cur.execute(
+            "SELECT seq, hash FROM custody_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+        record = HandoffRecord(
+            hub=self.hub,
+            seq=seq,
+            shipment=shipment,
+            event=kind,
+            zone=zone,
+            actor=actor,
+            carrier=carrier,
+            profile=profile,
+            note=note,
+            ts_ns=int(ts_ns),
+            temp_c=normalize_temp(temp_c),
+            prev_hash=prev_hash,
+            hash="",
+        )
+        record = replace(record, hash=record_hash(record.fields()))
+        cur.execute(
+            "UPDATE custody_events SET hub = ?, seq = ?, temp_c = ?, prev_hash = ?, hash = ?"
+            " WHERE id = ?",
+            (self.hub, seq, record.temp_c, prev_hash, record.hash, record_id),
+        )
+        return record
+
+    # -- handoff records (the hash chain) ----------------------------------------------
+
+    def handoff_records_after(self, position: int, limit: int = 1000) -> list[HandoffRecord]:
+        """Handoff records with seq > position, by seq (the InfluxDB stream, verification)."""
+        rows = self._db.execute(
+            f"SELECT {_HANDOFF_COLUMNS} FROM custody_events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [_handoff(r) for r in rows]
+
+    def handoff_record(self, seq: int) -> HandoffRecord | None:
+        """The handoff record with this seq, or None."""
+        row = self._db.execute(
+            f"SELECT {_HANDOFF_COLUMNS} FROM custody_events WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else _handoff(row)
+
+    def last_seq(self) -> int:
+        """The newest handoff record's seq (0 while the chain is empty)."""
+        row = self._db.execute("SELECT max(seq) FROM custody_events").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def unchained(self, limit: int = 100) -> list[CustodyRecord]:
+        """Accepted rows without a handoff record (only ever seen after tampering)."""
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE accepted = 1 AND seq IS NULL"
+            " ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_record(r) for r in rows]
 
     # -- reading state -----------------------------------------------------------------
 
@@ -668,13 +857,17 @@ class CustodyLedger:
             )
 
     def process_inbox(
-        self, now_ns: int, limit: int = 100
+        self, now_ns: int, limit: int = 100, *, temp_of: TempOf | None = None
     ) -> list[tuple[int, ShipmentState | CustodyRejected]]:
-        """Apply pending inbox rows, each with its processed mark in one transaction."""
+        """Apply pending inbox rows, each with its processed mark in one transaction.
+
+        ``temp_of(zone)`` gives the zone temperature for each accepted handoff record.
+        """
+        resolve = temp_of if temp_of is not None else _fixed(None)
         results: list[tuple[int, ShipmentState | CustodyRejected]] = []
         for inbox_id, payload in self.take_inbox(limit):
             with self._tx() as cur:
-                outcome = self._apply_payload_in_tx(cur, payload, now_ns, "cli")
+                outcome = self._apply_payload_in_tx(cur, payload, now_ns, "cli", resolve)
                 if isinstance(outcome, CustodyRejected):
                     record_id = outcome.record_id
                 else:
@@ -704,6 +897,13 @@ class CustodyLedger:
             ).fetchone()
             record = None if rec is None else _record(rec)
         return InboxStatus(int(row[0]), int(row[1]), bool(row[2]), record)
+
+
+def _fixed(temp_c: float | None) -> TempOf:
+    def temp_of(_zone: str) -> float | None:
+        return temp_c
+
+    return temp_of
 
 
 def _loose(raw: str) -> dict[str, Any]:

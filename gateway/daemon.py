@@ -12,6 +12,7 @@ from typing import Any
 
 from drivers import REGISTRY
 from gateway.alerts import AlertStore, HubState, alert_line
+from gateway.chain import custody_stream
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.config import GatewayConfig
 from gateway.custody import CustodyRejected
@@ -102,6 +103,7 @@ class Gateway:
                 InfluxWriter(influx),
                 [
                     alerts_stream(self.alerts),
+                    custody_stream(self.engine.ledger),
                     health_stream(config.hub.id),
                     readings_stream(config.hub.id),
                 ],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import get_args
 
 from gateway.alerts import AlertStore, Severity
@@ -55,6 +56,7 @@ class SopEngine:
         self.health = SensorHealth(config.sensors, config.health, started_ns=clock.now_ns())
         profiles = config.all_profiles()
         zone_kinds = {z.id: z.kind for z in config.zones}
+        self._zone_kinds = zone_kinds
         self.ledger = CustodyLedger(
             runner.journal.connection, config.hub.id, set(zone_kinds), set(profiles)
         )
@@ -118,12 +120,19 @@ class SopEngine:
         now = self._clock.now_ns()
         ledger = self.ledger
 
+        # The zone temperature is read here, on the loop that updates it.
+        temp_c = None
+        shipment = None
+        try:
+            parsed = CustodyEvent.from_json(payload)
+            shipment = parsed.shipment
+            temp_c = self.monitor.zone_temperature(parsed.zone, now)
+        except (ValueError, CustodyRejected):
+            pass  # apply_payload records the malformed payload and raises
+
         def apply() -> tuple[ShipmentState | None, ShipmentState]:
-            try:
-                before = ledger.shipment(CustodyEvent.from_json(payload).shipment)
-            except (ValueError, CustodyRejected):
-                before = None  # apply_payload records the malformed payload and raises
-            return before, ledger.apply_payload(payload, now_ns=now, source=source)
+            before = ledger.shipment(shipment) if shipment is not None else None
+            return before, ledger.apply_payload(payload, now_ns=now, source=source, temp_c=temp_c)
 
         before, state = await self._runner.call(apply)
         if not state.duplicate:
@@ -146,7 +155,11 @@ class SopEngine:
             await self._apply(transition)
 
     async def _process_inbox(self, now: int) -> None:
-        results = await self._runner.call(self.ledger.process_inbox, now)
+        # Snapshot the zone temperatures on the loop; the inbox runs on the journal thread.
+        temps = {zone: self.monitor.zone_temperature(zone, now) for zone in self._zone_kinds}
+        results = await self._runner.call(
+            partial(self.ledger.process_inbox, now, temp_of=temps.get)
+        )
         for inbox_id, outcome in results:
             if isinstance(outcome, CustodyRejected):
                 self._counters.drop("custody", outcome.reason)

@@ -69,6 +69,8 @@ class ZoneMonitor:
         profiles = config.all_profiles()
         self._interval_ns = {s.id: int(s.interval_s * 1e9) for s in config.sensors}
         self._zones: dict[str, _Zone] = {}
+        # Latest usable reading per sensor of every zone, profiled or not (handoff temps).
+        self._latest: dict[str, dict[str, tuple[int, float]]] = {z.id: {} for z in config.zones}
         for zone in config.zones:
             if zone.profile is None:
                 continue
@@ -79,7 +81,11 @@ class ZoneMonitor:
                 else None
             )
             self._zones[zone.id] = _Zone(
-                profile, zone.aggregate, ExcursionDetector(profile, zone.id), mkt=mkt
+                profile,
+                zone.aggregate,
+                ExcursionDetector(profile, zone.id),
+                latest=self._latest[zone.id],
+                mkt=mkt,
             )
         self.zone_values: list[tuple[str, int, float]] = []
 
@@ -101,10 +107,12 @@ class ZoneMonitor:
         events: list[ExcursionEvent | MktEvent] = []
         self.zone_values = []
         for r in readings:
-            zone = self._zones.get(r.zone)
-            if zone is None or not Quality(r.quality).usable:
+            if not Quality(r.quality).usable:
                 continue
-            zone.latest[r.sensor] = (r.ts_ns, r.temp_c)
+            self._latest.setdefault(r.zone, {})[r.sensor] = (r.ts_ns, r.temp_c)
+            zone = self._zones.get(r.zone)
+            if zone is None:
+                continue
             value = self._zone_value(zone, r.ts_ns)
             if value is not None:
                 self.zone_values.append((r.zone, r.ts_ns, value))
@@ -158,12 +166,23 @@ class ZoneMonitor:
             profile.dh_kj_per_mol,
         )
 
-    def _zone_value(self, zone: _Zone, at_ns: int) -> float | None:
-        fresh = [
+    def zone_temperature(self, zone: str, at_ns: int) -> float | None:
+        """The zone's temperature now (worst/median of fresh sensors; mean if unprofiled)."""
+        monitored = self._zones.get(zone)
+        if monitored is not None:
+            return self._zone_value(monitored, at_ns)
+        fresh = self._fresh(self._latest.get(zone, {}), at_ns)
+        return round(statistics.fmean(fresh), 4) if fresh else None
+
+    def _fresh(self, latest: dict[str, tuple[int, float]], at_ns: int) -> list[float]:
+        return [
             temp
-            for sensor, (ts, temp) in zone.latest.items()
+            for sensor, (ts, temp) in latest.items()
             if at_ns - ts <= STALE_INTERVALS * self._interval_ns.get(sensor, 0)
         ]
+
+    def _zone_value(self, zone: _Zone, at_ns: int) -> float | None:
+        fresh = self._fresh(zone.latest, at_ns)
         if not fresh:
             return None
         if zone.aggregate == "median":
