@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_arguments(p)
     p.set_defaults(func=run_verify)
 
+    from gateway.trace.cli import add_trace_arguments, run_trace
+
+    p = sub.add_parser("trace", help="claim report of one shipment: PDF, CSV, JSON")
+    add_trace_arguments(p)
+    p.set_defaults(func=run_trace)
+
     from gateway.demo import add_demo_arguments
 
     p = sub.add_parser("demo", help="run a simulated hub end to end with a live view")

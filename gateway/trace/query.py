@@ -1,0 +1,548 @@
+"""Where a trace gets its data: InfluxDB over InfluxQL, or the local journal.
+
+Both sources answer the same three questions (:class:`TraceSource`): the shipment's custody
+events, the readings of some zones in a time window, and the alerts on some subjects.
+
+InfluxQL safety: every value placed in a query goes through :func:`validate_id` first (the
+ids the gateway itself accepts: ``^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$``) and then through
+:func:`quote_literal` or :func:`quote_ident`; times are integers. No query text is built
+from anything else, so a crafted shipment id is refused before a query exists, and even an
+unvalidated one stays inside its string literal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from gateway.errors import GatewayError
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+NS_PER_S = 1_000_000_000
+DAY_NS = 86_400 * NS_PER_S
+ALERT_LOOKBACK_NS = DAY_NS  # an alert raised shortly before arrival is still on the log
+ALERT_LOOKAHEAD_NS = 7 * DAY_NS  # acknowledgements and clears that came after custody
+
+Progress = Callable[[int, int], None]
+"""Called with (chunks done, chunks in all) while readings are fetched."""
+
+
+class TraceInputError(GatewayError, ValueError):
+    """An id or argument that cannot be placed in a query (or names nothing)."""
+
+
+class TraceSourceError(GatewayError):
+    """The data source failed (InfluxDB unreachable, a query error, an unreadable journal)."""
+
+
+def validate_id(value: object, what: str) -> str:
+    """Return value if it is a valid gateway id, else raise TraceInputError naming ``what``."""
+    if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None:
+        msg = (
+            f"invalid {what} {value!r}: use 1-64 characters, letters, digits and _ . : -,"
+            " starting with a letter or digit"
+        )
+        raise TraceInputError(msg)
+    return value
+
+
+def quote_literal(value: str) -> str:
+    """An InfluxQL string literal: single quotes, backslash and quote escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def quote_ident(value: str) -> str:
+    """An InfluxQL identifier: double quotes, backslash and double quote escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class TracePoint(NamedTuple):
+    """One stored reading, as much of it as a trace needs."""
+
+    ts_ns: int
+    zone: str
+    sensor: str
+    temp_c: float
+    quality: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyStep:
+    """One accepted custody event as stored (journal row or InfluxDB ``custody`` point)."""
+
+    ts_ns: int
+    kind: str
+    zone: str
+    actor: str
+    carrier: str | None = None
+    profile: str | None = None
+    note: str | None = None
+    temp_c: float | None = None
+    seq: int | None = None
+    hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """One alert with its lifecycle, as far as the source knows it."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    subject: str
+    state: str
+    started_ns: int
+    raised_ns: int | None = None
+    acknowledged_ns: int | None = None
+    acknowledged_by: str | None = None
+    cleared_ns: int | None = None
+    value: float | None = None
+    limit: float | None = None
+
+
+class TraceSource(Protocol):
+    """What a trace reads; InfluxSource and JournalSource both provide it."""
+
+    hub: str
+
+    def custody_events(self, shipment: str) -> list[CustodyStep]:
+        """The shipment's accepted custody events, oldest first."""
+        ...
+
+    def readings(
+        self,
+        zone: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        progress: Progress | None = None,
+    ) -> list[TracePoint]:
+        """Readings of a zone with start_ns <= ts < end_ns, by time."""
+        ...
+
+    def readings_many(
+        self, windows: Sequence[tuple[str, int, int]], *, progress: Progress | None = None
+    ) -> list[TracePoint]:
+        """Readings of several (zone, start, end) windows, by time."""
+        ...
+
+    def alerts(self, subjects: Iterable[str], start_ns: int, end_ns: int) -> list[AlarmRecord]:
+        """Alerts on these subjects active at some time in [start_ns, end_ns)."""
+        ...
+
+
+def time_chunks(start_ns: int, end_ns: int, chunk_ns: int) -> list[tuple[int, int]]:
+    """[start, end) cut into consecutive half-open pieces of at most chunk_ns."""
+    if chunk_ns <= 0:
+        msg = "chunk must be positive"
+        raise TraceInputError(msg)
+    out: list[tuple[int, int]] = []
+    t = start_ns
+    while t < end_ns:
+        out.append((t, min(end_ns, t + chunk_ns)))
+        t += chunk_ns
+    return out
+
+
+# -- query builders (the only places InfluxQL text is made) ---------------------------
+
+
+def _where_time(start_ns: int, end_ns: int) -> str:
+    return f"time >= {int(start_ns)} AND time < {int(end_ns)}"
+
+
+def custody_query(hub: str, shipment: str, source: str = '"custody"') -> str:
+    """SELECT of one shipment's custody points on one hub (values escaped, not validated)."""
+    return (
+        'SELECT "actor", "carrier", "temp_c", "seq", "hash", "note", "profile"'
+        f' FROM {source} WHERE "hub" = {quote_literal(hub)}'
+        f' AND "shipment" = {quote_literal(shipment)} GROUP BY "event", "zone"'
+    )
+
+
+def readings_query(
+    hub: str, zone: str, start_ns: int, end_ns: int, source: str = '"reading"'
+) -> str:
+    """SELECT of one zone's readings in [start, end) (values escaped, not validated)."""
+    return (
+        f'SELECT "temp_c", "quality" FROM {source} WHERE "hub" = {quote_literal(hub)}'
+        f' AND "zone" = {quote_literal(zone)} AND {_where_time(start_ns, end_ns)}'
+        ' GROUP BY "sensor"'
+    )
+
+
+def alerts_query(
+    hub: str, subjects: Sequence[str], start_ns: int, end_ns: int, source: str = '"alert"'
+) -> str:
+    """SELECT of alert points on these subjects in [start, end) (values escaped)."""
+    if not subjects:
+        msg = "alerts_query needs at least one subject"
+        raise TraceInputError(msg)
+    any_subject = " OR ".join(f'"subject" = {quote_literal(s)}' for s in subjects)
+    return (
+        'SELECT "state", "alert_id", "started_at", "value", "limit"'
+        f' FROM {source} WHERE "hub" = {quote_literal(hub)} AND ({any_subject})'
+        f' AND {_where_time(start_ns, end_ns)} GROUP BY "rule", "severity", "subject"'
+    )
+
+
+# -- InfluxDB ------------------------------------------------------------------------
+
+
+class InfluxSource:
+    """Reads a hub's data from InfluxDB (1.x, or the 1.x-compatible ``/query`` of 2.x/3.x)."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        hub: str,
+        *,
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        chunk_s: float = 86_400.0,
+        workers: int = 4,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            msg = f"InfluxDB url must start with http:// or https://, got {url!r}"
+            raise TraceInputError(msg)
+        self.url = url.rstrip("/")
+        self.database = validate_id(database, "database")
+        self.hub = validate_id(hub, "hub id")
+        self.retention_policy = (
+            None if retention_policy is None else validate_id(retention_policy, "retention policy")
+        )
+        self.timeout_s = timeout_s
+        self.chunk_ns = round(chunk_s * NS_PER_S)
+        self.workers = max(1, workers)
+        self._headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
+        if token is not None:
+            self._headers["Authorization"] = f"Token {token}"
+        elif username is not None:
+            pair = f"{username}:{password or ''}".encode()
+            self._headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+
+    def _from(self, measurement: str) -> str:
+        if self.retention_policy is None:
+            return quote_ident(measurement)
+        return ".".join(quote_ident(p) for p in (self.database, self.retention_policy, measurement))
+
+    def run(self, query: str) -> list[dict[str, Any]]:
+        """POST one InfluxQL statement; the series of its result (TraceSourceError on failure)."""
+        body = urllib.parse.urlencode({"q": query, "db": self.database, "epoch": "ns"}).encode()
+        req = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
+            f"{self.url}/query", data=body, method="POST", headers=self._headers
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                detail = exc.read()[:300]
+            msg = f"InfluxDB {self.url} answered {exc.code}: {detail!r}"
+            raise TraceSourceError(msg) from exc
+        except OSError as exc:
+            msg = f"InfluxDB {self.url} is unreachable: {exc}"
+            raise TraceSourceError(msg) from exc
+        try:
+            answer = json.loads(raw)
+        except ValueError as exc:
+            msg = f"InfluxDB {self.url} answered with non-JSON: {raw[:200]!r}"
+            raise TraceSourceError(msg) from exc
+        series: list[dict[str, Any]] = []
+        for result in answer.get("results", []):
+            if "error" in result:
+                msg = f"InfluxQL failed: {result['error']}"
+                raise TraceSourceError(msg)
+            series.extend(result.get("series", []))
+        return series
+
+    def custody_events(self, shipment: str) -> list[CustodyStep]:
+        """The shipment's custody points, oldest first (by time, then per-hub seq)."""
+        validate_id(shipment, "shipment id")
+        return self._custody(custody_query(self.hub, shipment, self._from("custody")))
+
+    def _custody(self, query: str) -> list[CustodyStep]:
+        steps: list[CustodyStep] = []
+        for s in self.run(query):
+            tags = s.get("tags", {})
+            cols = s["columns"]
+            for values in s.get("values", []):
+                row = dict(zip(cols, values, strict=True))
+                steps.append(
+                    CustodyStep(
+                        ts_ns=int(row["time"]),
+                        kind=str(tags.get("event", "")),
+                        zone=str(tags.get("zone", "")),
+                        actor=str(row.get("actor") or ""),
+                        carrier=row.get("carrier"),
+                        profile=row.get("profile"),
+                        note=row.get("note"),
+                        temp_c=_float_or_none(row.get("temp_c")),
+                        seq=None if row.get("seq") is None else int(row["seq"]),
+                        hash=row.get("hash"),
+                    )
+                )
+        steps.sort(key=lambda st: (st.ts_ns, st.seq if st.seq is not None else 0))
+        return steps
+
+    def readings(
+        self,
+        zone: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        progress: Progress | None = None,
+    ) -> list[TracePoint]:
+        """One zone's readings in [start, end), fetched in time chunks (a few in parallel)."""
+        validate_id(zone, "zone id")
+        return self.readings_many([(zone, start_ns, end_ns)], progress=progress)
+
+    def readings_many(
+        self, windows: Sequence[tuple[str, int, int]], *, progress: Progress | None = None
+    ) -> list[TracePoint]:
+        """Readings of several (zone, start, end) windows; progress counts chunks."""
+        source = self._from("reading")
+        queries: list[tuple[str, str]] = []
+        for zone, start_ns, end_ns in windows:
+            validate_id(zone, "zone id")
+            for a, b in time_chunks(start_ns, end_ns, self.chunk_ns):
+                queries.append((zone, readings_query(self.hub, zone, a, b, source)))
+        total = len(queries)
+        if progress is not None:
+            progress(0, total)
+        out: list[TracePoint] = []
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            results = pool.map(lambda zq: self._points(zq[0], zq[1]), queries)
+            for done, points in enumerate(results, start=1):
+                out.extend(points)
+                if progress is not None:
+                    progress(done, total)
+        out.sort(key=lambda p: (p.ts_ns, p.sensor))
+        return out
+
+    def _points(self, zone: str, query: str) -> list[TracePoint]:
+        out: list[TracePoint] = []
+        for s in self.run(query):
+            sensor = str(s.get("tags", {}).get("sensor", ""))
+            cols = s["columns"]
+            i_time, i_temp, i_q = cols.index("time"), cols.index("temp_c"), cols.index("quality")
+            out.extend(
+                TracePoint(int(v[i_time]), zone, sensor, float(v[i_temp]), int(v[i_q] or 0))
+                for v in s.get("values", [])
+                if v[i_temp] is not None
+            )
+        return out
+
+    def alerts(self, subjects: Iterable[str], start_ns: int, end_ns: int) -> list[AlarmRecord]:
+        """Alerts on these subjects active during [start, end), with their later changes."""
+        names = sorted({validate_id(s, "alert subject") for s in subjects})
+        if not names:
+            return []
+        query = alerts_query(
+            self.hub,
+            names,
+            start_ns - ALERT_LOOKBACK_NS,
+            end_ns + ALERT_LOOKAHEAD_NS,
+            self._from("alert"),
+        )
+        points: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        for s in self.run(query):
+            tags = s.get("tags", {})
+            for values in s.get("values", []):
+                points.append((int(values[0]), tags, dict(zip(s["columns"], values, strict=True))))
+        points.sort(key=lambda p: p[0])
+        return _fold_alert_points(points, start_ns, end_ns)
+
+
+def _fold_alert_points(
+    points: Iterable[tuple[int, dict[str, Any], dict[str, Any]]], start_ns: int, end_ns: int
+) -> list[AlarmRecord]:
+    records: dict[str, AlarmRecord] = {}
+    for at_ns, tags, row in points:
+        aid = str(row.get("alert_id") or "")
+        state = str(row.get("state") or "")
+        current = records.get(aid)
+        if current is None:
+            current = AlarmRecord(
+                alert_id=aid,
+                rule=str(tags.get("rule", "")),
+                severity=str(tags.get("severity", "")),
+                subject=str(tags.get("subject", "")),
+                state=state,
+                started_ns=int(row.get("started_at") or at_ns),
+            )
+        changes: dict[str, Any] = {"state": state, "severity": str(tags.get("severity", ""))}
+        if state in {"raised", "escalated"} and current.raised_ns is None:
+            changes["raised_ns"] = at_ns
+        if state == "acknowledged" and current.acknowledged_ns is None:
+            changes["acknowledged_ns"] = at_ns
+        if state == "cleared":
+            changes["cleared_ns"] = at_ns
+        if row.get("value") is not None:
+            changes["value"] = float(row["value"])
+        if row.get("limit") is not None:
+            changes["limit"] = float(row["limit"])
+        records[aid] = _replace(current, changes)
+    return [
+        r
+        for r in sorted(records.values(), key=lambda r: (r.started_ns, r.alert_id))
+        if r.started_ns < end_ns and (r.cleared_ns is None or r.cleared_ns >= start_ns)
+    ]
+
+
+def _replace(record: AlarmRecord, changes: dict[str, Any]) -> AlarmRecord:
+    data = {name: getattr(record, name) for name in AlarmRecord.__slots__}
+    data.update(changes)
+    return AlarmRecord(**data)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- the journal ---------------------------------------------------------------------
+
+
+class JournalSource:
+    """Reads the local journal (SQLite) read-only: custody rows, readings, alert outbox."""
+
+    def __init__(self, journal_path: str | Path, hub: str) -> None:
+        import sqlite3
+
+        self.hub = validate_id(hub, "hub id")
+        path = Path(journal_path)
+        if not path.exists():
+            msg = f"journal {path} does not exist"
+            raise TraceSourceError(msg)
+        try:
+            # mode=ro: a trace must never change the journal the daemon is writing
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            msg = f"cannot open journal {path}: {exc}"
+            raise TraceSourceError(msg) from exc
+        self._sqlite_error = sqlite3.Error
+
+    def close(self) -> None:
+        """Close the read-only connection."""
+        self._db.close()
+
+    def _rows(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._db.execute(sql, tuple(params)).fetchall())
+        except self._sqlite_error as exc:
+            msg = f"journal query failed: {exc}"
+            raise TraceSourceError(msg) from exc
+
+    def _columns(self, table: str) -> set[str]:
+        return {str(r[1]) for r in self._rows(f"PRAGMA table_info({table})", ())}
+
+    def custody_events(self, shipment: str) -> list[CustodyStep]:
+        """Accepted custody rows of the shipment, in the order they were recorded."""
+        validate_id(shipment, "shipment id")
+        have = self._columns("custody_events")
+        if not have:
+            return []
+        # temp_c, seq and hash arrive with the hash-chained handoff records; read them if there
+        extra = [c for c in ("temp_c", "seq", "hash") if c in have]
+        cols = ["ts_ns", "kind", "zone", "actor", "carrier", "profile", "note", *extra]
+        rows = self._rows(
+            f"SELECT {', '.join(cols)} FROM custody_events"
+            " WHERE shipment = ? AND accepted = 1 ORDER BY id",
+            (shipment,),
+        )
+        steps = []
+        for row in rows:
+            data = dict(zip(cols, row, strict=True))
+            steps.append(
+                CustodyStep(
+                    ts_ns=int(data["ts_ns"]),
+                    kind=str(data["kind"]),
+                    zone=str(data["zone"]),
+                    actor=str(data["actor"]),
+                    carrier=data["carrier"],
+                    profile=data["profile"],
+                    note=data["note"],
+                    temp_c=_float_or_none(data.get("temp_c")),
+                    seq=None if data.get("seq") is None else int(data["seq"]),
+                    hash=data.get("hash"),
+                )
+            )
+        return steps
+
+    def readings(
+        self,
+        zone: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        progress: Progress | None = None,
+    ) -> list[TracePoint]:
+        """One zone's readings in [start, end), by time."""
+        return self.readings_many([(zone, start_ns, end_ns)], progress=progress)
+
+    def readings_many(
+        self, windows: Sequence[tuple[str, int, int]], *, progress: Progress | None = None
+    ) -> list[TracePoint]:
+        """Readings of several (zone, start, end) windows; progress counts windows."""
+        out: list[TracePoint] = []
+        if progress is not None:
+            progress(0, len(windows))
+        for done, (zone, start_ns, end_ns) in enumerate(windows, start=1):
+            validate_id(zone, "zone id")
+            rows = self._rows(
+                "SELECT ts_ns, sensor, temp_c, quality FROM readings"
+                " WHERE zone = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, id",
+                (zone, start_ns, end_ns),
+            )
+            out.extend(TracePoint(int(r[0]), zone, str(r[1]), float(r[2]), int(r[3])) for r in rows)
+            if progress is not None:
+                progress(done, len(windows))
+        out.sort(key=lambda p: (p.ts_ns, p.sensor))
+        return out
+
+    def alerts(self, subjects: Iterable[str], start_ns: int, end_ns: int) -> list[AlarmRecord]:
+        """Alerts on these subjects active during [start, end), from the alerts table."""
+        names = sorted({validate_id(s, "alert subject") for s in subjects})
+        if not names or not self._columns("alerts"):
+            return []
+        marks = ",".join("?" for _ in names)
+        rows = self._rows(
+            "SELECT id, rule, severity, subject, state, started_ns, raised_ns,"
+            " acknowledged_ns, acknowledged_by, cleared_ns, value, limit_value FROM alerts"
+            f" WHERE hub = ? AND subject IN ({marks}) AND started_ns < ?"
+            " AND (cleared_ns IS NULL OR cleared_ns >= ?) ORDER BY started_ns, id",
+            (self.hub, *names, end_ns, start_ns),
+        )
+        return [
+            AlarmRecord(
+                alert_id=str(r[0]),
+                rule=str(r[1]),
+                severity=str(r[2]),
+                subject=str(r[3]),
+                state=str(r[4]),
+                started_ns=int(r[5]),
+                raised_ns=None if r[6] is None else int(r[6]),
+                acknowledged_ns=None if r[7] is None else int(r[7]),
+                acknowledged_by=r[8],
+                cleared_ns=None if r[9] is None else int(r[9]),
+                value=_float_or_none(r[10]),
+                limit=_float_or_none(r[11]),
+            )
+            for r in rows
+        ]
