@@ -32,6 +32,7 @@ from firmware_sim.board import SensorBoardSim
 from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.thermal import AmbientDock, ColdRoom, Freezer, Probe
 from gateway.alerts import Alert
+from gateway.cli import main as cli_main
 from gateway.clock import iso_utc
 from gateway.config import GatewayConfig, parse_config
 from gateway.daemon import Gateway
@@ -327,6 +328,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     try:
         gw_task = asyncio.create_task(gateway.run(stop), name="gateway")
         await gateway.ready.wait()
+        tasks.append(asyncio.create_task(_run_shipments(gateway), name="shipments"))
         tasks.append(asyncio.create_task(board_a.run(), name="board-a"))
         tasks.append(asyncio.create_task(board_b.run(), name="board-b"))
         if services.mqtt is not None:
@@ -370,6 +372,21 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         board_a.close()
         board_b.close()
     committed = gateway.counters.committed
+    trace_config = out / "trace.toml"
+    await asyncio.to_thread(
+        trace_config.write_text, _trace_toml(config, services.influx_url), encoding="utf-8"
+    )
+    reports = out / "reports"
+    console.print()
+    console.print("[bold]Claim reports[/] (coldchain trace, the support agent's view)")
+    for shipment in SHIPMENTS:
+        source = "influx" if services.influx_url is not None else "journal"
+        cmd = ["trace", shipment, "--config", str(trace_config), "--source", source]
+        await asyncio.to_thread(cli_main, [*cmd, "--out", str(reports), "--quiet"])
+        pdf = reports / f"trace-{shipment}.pdf"
+        verdict = _verdict(reports / f"trace-{shipment}.json")
+        console.print(f"  {shipment}: {verdict}  {pdf}")
+    console.print(f"  again:    coldchain trace SHIPMENT --config {trace_config} --out DIR")
     console.print()
     console.print("[bold]Where the data went[/]")
     console.print(f"  journal   {config.journal.path}  ({committed:,} readings committed)")
@@ -394,12 +411,76 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     return 0 if committed > 0 else 1
 
 
+SHIPMENTS = ("SH-DEMO-1", "SH-DEMO-2")
+
+
+async def _run_shipments(gateway: Gateway) -> None:
+    """Two shipments: SH-DEMO-1 is put away in the room whose compressor fails."""
+    import json
+
+    async def handoff(shipment: str, event: str, zone: str, **extra: str) -> None:
+        body: dict[str, object] = {
+            "shipment": shipment,
+            "event": event,
+            "zone": zone,
+            "actor": "demo-scanner",
+            "ts_ns": time.time_ns(),
+            **extra,
+        }
+        await gateway.engine.apply_custody(json.dumps(body).encode(), "demo")
+
+    await asyncio.sleep(2)
+    for shipment in SHIPMENTS:
+        await handoff(shipment, "received", "cold-room-1", profile="chilled_demo")
+    await asyncio.sleep(2)
+    await handoff("SH-DEMO-1", "put_away", "cold-room-2")
+    await handoff("SH-DEMO-2", "put_away", "cold-room-1")
+
+
+def _verdict(path: Path) -> str:
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "(no report)"
+    verdict = str(doc.get("verdict", "?")).upper()
+    colour = {"ACCEPT": "green", "REVIEW": "yellow", "REJECT": "red"}.get(verdict, "white")
+    return f"[bold {colour}]{verdict}[/]"
+
+
+def _trace_toml(config: GatewayConfig, influx_url: str | None) -> str:
+    """A minimal TOML config for ``coldchain trace`` over the demo's data."""
+    lines = [
+        f'[hub]\nid = "{config.hub.id}"\ntimezone = "{config.hub.timezone}"',
+        f'[journal]\npath = "{config.journal.path}"',
+    ]
+    for name, p in config.profiles.items():
+        fields = p.model_dump(exclude_none=True, exclude={"name"})
+        body = "\n".join(f"{k} = {v!r}" for k, v in fields.items())
+        lines.append(f"[profiles.{name}]\n{body}")
+    for z in config.zones:
+        profile = f'\nprofile = "{z.profile}"' if z.profile else ""
+        lines.append(f'[[zones]]\nid = "{z.id}"\nkind = "{z.kind}"{profile}')
+    for sensor in config.sensors:
+        lines.append(
+            f'[[sensors]]\nid = "{sensor.id}"\nzone = "{sensor.zone}"\n'
+            f"interval_s = {sensor.interval_s!r}"
+        )
+    if influx_url is not None:
+        lines.append(f'[sinks.influx]\nurl = "{influx_url}"\ndatabase = "{DEMO_DB}"')
+    return "\n\n".join(lines) + "\n"
+
+
 def _as_toml_comment(config: GatewayConfig) -> str:
     import json
 
     return (
         "# The config the demo ran with (JSON form of the validated model).\n"
-        + "\n".join(f"# {line}" for line in json.dumps(config.model_dump(), indent=2).splitlines())
+        + "\n".join(
+            f"# {line}"
+            for line in json.dumps(config.model_dump(mode="json"), indent=2).splitlines()
+        )
         + "\n"
     )
 
