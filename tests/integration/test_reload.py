@@ -121,6 +121,20 @@ async def test_sighup_refuses_broken_config_applies_valid_one_and_loses_nothing(
             lambda: influx.count(db, "reading", "sensor = 'node-3'") >= 20,
             what="the new sensor applied",
         )
+        # `coldchain status` against the running daemon shows its live figures.
+        await wait_for(
+            lambda: json.loads((tmp_path / "status.json").read_text())["counters"]["committed"] > 0,
+            what="live status",
+        )
+        status = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "status", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert status.returncode == 0, status.stderr
+        for text in ("hub-reload", "readings/s", "received  nodes (up)", "backlog   influx"):
+            assert text in status.stdout, status.stdout
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
