@@ -15,6 +15,26 @@ from gateway.secrets import SecretRef
 log = logging.getLogger(__name__)
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSLSocket that closes itself when its handshake fails.
+
+    paho-mqtt (2.1, ``Client._ssl_wrap_socket``) wraps the TCP socket and calls
+    ``do_handshake()`` without closing the socket when that raises (an unknown CA, a
+    wrong host name, a broker that wants a client certificate): every failed attempt of
+    the reconnect loop left an open socket behind for the garbage collector, with a
+    ResourceWarning.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise  # a non-blocking handshake in progress, not a failure
+        except OSError:
+            self.close()
+            raise
+
+
 class TlsConfig(BaseModel):
     """TLS for a client connection. Server verification is on unless turned off loudly."""
 
@@ -30,6 +50,10 @@ class TlsConfig(BaseModel):
     def _cert_and_key(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             msg = "cert_file and key_file go together"
+            raise ValueError(msg)
+        if not self.enabled and (self.ca_file or self.cert_file):
+            # A CA or client certificate with TLS off would silently connect in plaintext.
+            msg = "ca_file/cert_file are set but enabled = false: set enabled = true"
             raise ValueError(msg)
         return self
 
@@ -52,6 +76,7 @@ class TlsConfig(BaseModel):
             )
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        ctx.sslsocket_class = _ClosingSSLSocket
         return ctx
 
 

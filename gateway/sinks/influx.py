@@ -27,6 +27,7 @@ import email.utils
 import gzip
 import json
 import logging
+import os
 import time
 import urllib.parse
 from typing import Any
@@ -150,7 +151,7 @@ class InfluxWriter:
             if cfg.verify_tls:
                 tls["cert_reqs"] = "CERT_REQUIRED"
                 if cfg.ca_file:
-                    tls["ca_certs"] = cfg.ca_file
+                    tls["ca_certs"] = os.path.expandvars(cfg.ca_file)
             else:
                 tls["cert_reqs"] = "CERT_NONE"
                 tls["assert_hostname"] = False
@@ -193,7 +194,7 @@ class InfluxWriter:
             timeout=int(cfg.timeout_s * 1000),
             enable_gzip=True,
             verify_ssl=cfg.verify_tls,
-            ssl_ca_cert=cfg.ca_file,
+            ssl_ca_cert=os.path.expandvars(cfg.ca_file) if cfg.ca_file else None,
             retries=False,
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
