@@ -179,8 +179,8 @@ class Gateway:
                         await driver.close()
                 await self.ingest.close()
                 await ingest_task
+                await self.engine.settled()  # the last batches' alerts are journaled
                 await self._drain_forwarders()
-                await self.engine.settled()
                 if self.planner is not None:
                     self.planner.wake()
                     await self.planner.close()
@@ -190,7 +190,7 @@ class Gateway:
         finally:
             for f in self.forwarders:
                 with contextlib.suppress(Exception):
-                    await f._writer.close()
+                    await f.writer.close()
             self._write_status()
             self.runner.close()
             log.info("gateway stopped; journal closed")
