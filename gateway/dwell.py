@@ -261,6 +261,7 @@ class ShipmentBudgets:
         profiles: Mapping[str, ProductProfile],
         tracked_zones: Collection[str] | None = None,
         default_profile: str | None = None,
+        zone_profiles: Mapping[str, str] | None = None,
     ) -> None:
         if default_profile is not None and default_profile not in profiles:
             msg = f"default_profile {default_profile!r} is not a known profile"
@@ -268,6 +269,8 @@ class ShipmentBudgets:
         self.profiles = dict(profiles)
         self.tracked_zones = None if tracked_zones is None else frozenset(tracked_zones)
         self.default_profile = default_profile
+        # A shipment that names no profile takes the profile of the zone it arrives in.
+        self.zone_profiles = dict(zone_profiles or {})
         self._budgets: dict[str, CumulativeBudget] = {}
         self._zone: dict[str, str] = {}  # shipment -> zone while counting
         self._latest: dict[str, tuple[int, float]] = {}  # zone -> last value seen
@@ -283,7 +286,7 @@ class ShipmentBudgets:
         budget = self._budgets.get(shipment)
         if budget is None:
             name = event.profile or (state_before.profile if state_before else None)
-            name = name or self.default_profile
+            name = name or self.zone_profiles.get(event.zone) or self.default_profile
             profile = self.profiles.get(name) if name is not None else None
             if profile is None:
                 return []

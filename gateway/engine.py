@@ -61,9 +61,12 @@ class SopEngine:
             runner.journal.connection, config.hub.id, set(zone_kinds), set(profiles)
         )
         self.dwell = DwellTimers.rebuild(self.ledger, config.dwell_rules, zone_kinds)
-        zone_profiles = {z.id: z.profile for z in config.zones if z.profile}
-        self.budgets = ShipmentBudgets(profiles, tracked_zones=set(zone_kinds))
-        self._zone_profiles = zone_profiles
+        self._config = config
+        self.budgets = ShipmentBudgets(
+            profiles,
+            tracked_zones=set(zone_kinds),
+            zone_profiles={z.id: z.profile for z in config.zones if z.profile},
+        )
         self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
         self._listeners: list[Callable[[], None]] = []
 
@@ -85,28 +88,49 @@ class SopEngine:
         await self._queue.join()
 
     async def restore(self) -> None:
-        """After a restart: health rules learn which of their alerts are still active."""
+        """After a restart: health rules learn their active alerts; budgets are replayed.
+
+        A shipment's cumulative budget never resets: its custody intervals are replayed
+        against the journaled readings of its zones, aggregated as the live rules do.
+        """
         active = await self._runner.call(self.alerts.active)
         self.health.restore(
             (a.rule, a.subject)  # type: ignore[misc]
             for a in active
             if a.rule in HEALTH_RULES
         )
+        journal = self._runner.journal
+        now = self._clock.now_ns()
+
+        def zone_samples(zone: str, start_ns: int, end_ns: int | None) -> list[tuple[int, float]]:
+            monitor = ZoneMonitor(self._config)
+            monitor.observe(journal.readings_between([zone], start_ns, end_ns or now + 1))
+            return [(ts, value) for z, ts, value in monitor.zone_values if z == zone]
+
+        replayed = await self._runner.call(self.budgets.replay, self.ledger, zone_samples)
+        for event in replayed:
+            await self._apply(event)
 
     async def run(self) -> None:
-        """Apply transitions as they come; tick the timers when nothing comes for TICK_S."""
+        """Apply transitions as they come; tick the timers every TICK_S, busy or not."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + TICK_S
         while True:
+            events: list[Transition] | None = None
             try:
-                async with asyncio.timeout(TICK_S):
+                async with asyncio.timeout(max(0.0, next_tick - loop.time())):
                     events = await self._queue.get()
             except TimeoutError:
+                pass
+            if events is not None:
+                try:
+                    for event in events:
+                        await self._apply(event)
+                finally:
+                    self._queue.task_done()
+            if loop.time() >= next_tick:
                 await self.tick()
-                continue
-            try:
-                for event in events:
-                    await self._apply(event)
-            finally:
-                self._queue.task_done()
+                next_tick = loop.time() + TICK_S
 
     def zones_with_shipments(self) -> set[str]:
         """Zones holding at least one shipment now (a stale one there is a data gap)."""
@@ -142,11 +166,6 @@ class SopEngine:
     async def _after_custody(self, before: ShipmentState | None, state: ShipmentState) -> None:
         history = await self._runner.call(self.ledger.history, state.shipment)
         event = history[-1].to_event()
-        if event.profile is None and state.profile is None:
-            # A shipment without its own profile inherits the profile of the zone it is in.
-            zone_profile = self._zone_profiles.get(event.zone)
-            if zone_profile is not None:
-                event = event.model_copy(update={"profile": zone_profile})
         transitions: list[Transition] = [
             *self.dwell.on_custody(state.shipment, event.kind, event.ts_ns, event.zone),
             *self.budgets.on_custody(before, event),

@@ -112,6 +112,10 @@ class ZoneMonitor:
             self._latest.setdefault(r.zone, {})[r.sensor] = (r.ts_ns, r.temp_c)
             zone = self._zones.get(r.zone)
             if zone is None:
+                # No profile to hold, but shipments may sit here (a warm dock burns budget).
+                mean = self.zone_temperature(r.zone, r.ts_ns)
+                if mean is not None:
+                    self.zone_values.append((r.zone, r.ts_ns, mean))
                 continue
             value = self._zone_value(zone, r.ts_ns)
             if value is not None:
