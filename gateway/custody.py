@@ -820,6 +820,15 @@ class CustodyLedger:
         ).fetchall()
         return [_record(r) for r in rows]
 
+    def rejected_after(self, position: int, limit: int = 100) -> list[CustodyRecord]:
+        """Exception rows with id > position, oldest first (the planner's outbox)."""
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE accepted = 0 AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
     def rejected(self, limit: int = 100) -> list[CustodyRecord]:
         """The most recent exception rows, newest first."""
         rows = self._db.execute(

@@ -128,6 +128,8 @@ class Gateway:
             )
             self.engine.on_alert_change(self.planner.wake)
             self.planner.on_command["custody"] = self._custody_command
+            self.planner.custody_exceptions = self.engine.ledger.rejected_after
+            self.engine.on_custody_rejected(self.planner.wake)
         self.notifier = notifier or SystemdNotifier()
         self.started_ns = self.clock.now_ns()
         self._extras: dict[str, Any] = {}

@@ -69,6 +69,11 @@ class SopEngine:
         )
         self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
         self._listeners: list[Callable[[], None]] = []
+        self._rejection_listeners: list[Callable[[], None]] = []
+
+    def on_custody_rejected(self, listener: Callable[[], None]) -> None:
+        """Call listener after a custody event was refused and journaled as an exception."""
+        self._rejection_listeners.append(listener)
 
     def on_alert_change(self, listener: Callable[[], None]) -> None:
         """Call listener after every journaled alert transition (outputs drain the outbox)."""
@@ -158,7 +163,12 @@ class SopEngine:
             before = ledger.shipment(shipment) if shipment is not None else None
             return before, ledger.apply_payload(payload, now_ns=now, source=source, temp_c=temp_c)
 
-        before, state = await self._runner.call(apply)
+        try:
+            before, state = await self._runner.call(apply)
+        except CustodyRejected:
+            for listener in self._rejection_listeners:
+                listener()
+            raise
         if not state.duplicate:
             await self._after_custody(before, state)
         return state
@@ -183,6 +193,8 @@ class SopEngine:
             if isinstance(outcome, CustodyRejected):
                 self._counters.drop("custody", outcome.reason)
                 log.warning("handoff %d rejected: %s", inbox_id, outcome)
+                for listener in self._rejection_listeners:
+                    listener()
             elif not outcome.duplicate:
                 await self._after_custody(None, outcome)
 

@@ -48,6 +48,7 @@ from gateway.alerts import (
 from gateway.backoff import Backoff
 from gateway.clock import Clock, iso_utc
 from gateway.connection import MqttConnectionConfig, persistent_session_kwargs
+from gateway.custody import CustodyRecord
 from gateway.errors import GatewayError
 from gateway.journal import JournalRunner
 from gateway.metrics import Counters
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 COMPONENT: Final = "planner"
 SINK: Final = "planner"
 STREAM: Final = "alert_events"
+EXCEPTIONS_STREAM: Final = "custody_exceptions"
 # Outbox events per batch: each gives two QoS 1 publishes in flight at once.
 BATCH: Final = 100
 # paho's own inflight window (default 20) would queue most of a batch client-side.
@@ -128,6 +130,23 @@ def rejected_payload(
     }
 
 
+def custody_rejected_payload(hub: str, record: CustodyRecord) -> dict[str, object]:
+    """JSON body of a ``custody.rejected`` event (docs/schemas/custody-rejected.schema.json)."""
+    return {
+        "schema": PAYLOAD_SCHEMA_VERSION,
+        "type": "custody.rejected",
+        "hub": hub,
+        "at": iso_utc(record.recorded_ns),
+        "record_id": record.id,
+        "source": record.source,
+        "reason": record.reason or "unknown",
+        "detail": record.detail or "",
+        "shipment": record.shipment,
+        "event": record.kind,
+        "zone": record.zone,
+    }
+
+
 def _first_leaf(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
@@ -155,6 +174,8 @@ class PlannerFeed:
         self.prefix: str = config.topic_prefix.format(hub=hub)
         self.client_id: str = config.client_id or f"coldchain-{hub}-planner"
         self.on_command: dict[str, CommandHandler] = {}
+        # Set by the daemon: the custody ledger's rejected_after (exception records).
+        self.custody_exceptions: Callable[[int, int], Sequence[CustodyRecord]] | None = None
         self._runner = runner
         self._store = store
         self._counters = counters
@@ -344,6 +365,31 @@ class PlannerFeed:
         self._published_status = current
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        await self._drain_alert_events(client)
+        await self._drain_custody_exceptions(client)
+
+    async def _drain_custody_exceptions(self, client: aiomqtt.Client) -> None:
+        """Rejected custody events (any source: MQTT, CLI inbox) as ``custody.rejected``."""
+        fetch = self.custody_exceptions
+        if fetch is None:
+            return
+        runner = self._runner
+        journal = runner.journal
+        position = await runner.call(journal.cursor, SINK, EXCEPTIONS_STREAM)
+        while True:
+            batch = await runner.call(fetch, position, BATCH)
+            if not batch:
+                return
+            for record in batch:
+                body = custody_rejected_payload(self.hub, record)
+                await client.publish(self.events_topic, _json_bytes(body), qos=self.config.qos)
+                position = record.id
+                await runner.call(
+                    journal.set_cursor, SINK, EXCEPTIONS_STREAM, position, self._clock.now_ns()
+                )
+                self._counters.written[COMPONENT] += 1
+
+    async def _drain_alert_events(self, client: aiomqtt.Client) -> None:
         runner = self._runner
         journal = runner.journal
         position = await runner.call(journal.cursor, SINK, STREAM)

@@ -139,10 +139,29 @@ async def test_staged_and_never_handed_over_alarms_at_the_deadline(
         )  # fmt: skip
         assert code == 0
         assert "queued" in capsys.readouterr().out
+        # A scan that makes no sense (a handed-over shipment picked again) is refused.
+        code = main(
+            ["handoff", "SH-1", "picked", "--zone", "dock-1", "--by", "bo",
+             "--wait", "0", "--config", str(config_file)]
+        )  # fmt: skip
+        assert code == 0
         clock.advance(60)
         await gateway.engine.tick()
         assert [a for a in gateway.alerts.active() if a.subject == "SH-1"] == []
         await wait_for(lambda: len(planner.of_type("alert.cleared")) == 1, what="cleared")
+        rejected_schema = json.loads(
+            (ROOT / "docs/schemas/custody-rejected.schema.json").read_text()
+        )
+        await wait_for(
+            lambda: len(planner.of_type("custody.rejected")) == 2, what="custody exceptions"
+        )
+        rejections = planner.of_type("custody.rejected")
+        for event in rejections:
+            jsonschema.validate(event, rejected_schema)
+        assert [(e["source"], e["reason"]) for e in rejections] == [
+            ("mqtt", "malformed"),
+            ("cli", "invalid_transition"),
+        ]
         assert gateway.engine.ledger.shipment("SH-1").kind == "handed_to_carrier"  # type: ignore[union-attr]
     finally:
         planner.close()
