@@ -2,8 +2,10 @@
 
 A delivery is acknowledged upstream (MQTT PUBACK) only after the batch holding it is
 committed. Batches close on a row count or a time bound, whichever comes first, so the
-journal never fsyncs per reading. A failed commit is retried, never dropped: the
-drivers feel it as backpressure (the queue is bounded) and nothing is acknowledged.
+journal never fsyncs per reading; a batch of at least a tenth of the row bound also
+closes when the queue runs dry (a burst stalled on the upstream inflight window). A failed
+commit is retried, never dropped: the drivers feel it as backpressure (the queue is
+bounded) and nothing is acknowledged.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class Ingest:
         self._clock = clock
         self._interval = commit_interval_s
         self._max_rows = commit_max_rows
+        # A batch this large commits as soon as the queue runs dry instead of waiting out
+        # the interval: during a burst, the drivers stop delivering exactly when their
+        # upstream window is full of unacknowledged messages (Mosquitto's
+        # max_inflight_messages), and only this commit's acks reopen it. A trickle
+        # (200 sensors at 1 Hz) never reaches it and keeps the time bound.
+        self._early_rows = max(1, commit_max_rows // 10)
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(queue_deliveries)
         self._listeners: list[CommitListener] = []
         self.last_id = 0
@@ -83,6 +91,8 @@ class Ingest:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
+                    if rows >= self._early_rows:
+                        break
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break

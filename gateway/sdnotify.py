@@ -29,6 +29,7 @@ class SystemdNotifier:
         usec = env.get("WATCHDOG_USEC")
         pid = env.get("WATCHDOG_PID")
         self.watchdog_s: float | None = None
+        self.failures = 0  # notify datagrams that could not be sent
         if usec and (pid is None or pid == str(os.getpid())):
             self.watchdog_s = int(usec) / 1e6
 
@@ -44,8 +45,12 @@ class SystemdNotifier:
         message = "\n".join(fields).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Never block the event loop: a manager that stopped reading (queue full)
+                # costs a dropped STATUS/WATCHDOG, which it would then notice itself.
+                sock.setblocking(False)
                 sock.sendto(message, self._address)
         except OSError as exc:
+            self.failures += 1
             log.debug("sd_notify failed: %s", exc)
             return False
         return True

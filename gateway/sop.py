@@ -40,6 +40,9 @@ class MktEvent:
     dh_kj_per_mol: float
 
 
+_UNUSABLE = int(Quality.SENTINEL | Quality.IMPOSSIBLE | Quality.SPIKE)
+
+
 def severity(profile: ProductProfile, temp_c: float) -> float:
     """How far outside the band a value is (positive = out of range, negative = inside)."""
     out = float("-inf")
@@ -48,6 +51,20 @@ def severity(profile: ProductProfile, temp_c: float) -> float:
     if profile.min_c is not None:
         out = max(out, profile.min_c - temp_c)
     return out
+
+
+def _worst(profile: ProductProfile, values: list[float]) -> float:
+    """max(values, key=severity) (ties to the first), without a call per value."""
+    hi, lo = profile.max_c, profile.min_c
+    if len(values) == 1:
+        return values[0]
+    if lo is None and hi is not None:
+        return max(values)
+    if hi is None and lo is not None:
+        return min(values)
+    if hi is not None and lo is not None:
+        return max(values, key=lambda t: max(t - hi, lo - t))
+    return values[0]  # no bounds: every value is equally (un)remarkable
 
 
 @dataclass(slots=True)
@@ -107,7 +124,7 @@ class ZoneMonitor:
         events: list[ExcursionEvent | MktEvent] = []
         self.zone_values = []
         for r in readings:
-            if not Quality(r.quality).usable:
+            if r.quality & _UNUSABLE:  # Quality(r.quality).usable, without an enum per reading
                 continue
             self._latest.setdefault(r.zone, {})[r.sensor] = (r.ts_ns, r.temp_c)
             zone = self._zones.get(r.zone)
@@ -191,4 +208,4 @@ class ZoneMonitor:
             return None
         if zone.aggregate == "median":
             return float(statistics.median(fresh))
-        return max(fresh, key=lambda t: severity(zone.profile, t))
+        return _worst(zone.profile, fresh)

@@ -8,8 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics
+
+# ---------------------------------------------------------------------------------------
+# Hypothesis: property tests assert behaviour, not speed. On a loaded 2-core CI box data
+# generation can be slow, so the timing health check and per-example deadline are off.
+# ---------------------------------------------------------------------------------------
+
+settings.register_profile(
+    "coldchain",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("coldchain")
 
 # ---------------------------------------------------------------------------------------
 # Real services: private Mosquitto, InfluxDB 1.x and VictoriaMetrics (gateway.services)

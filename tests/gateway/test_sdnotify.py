@@ -85,3 +85,23 @@ def test_abstract_socket_names_and_watchdog_pid() -> None:
     other = SystemdNotifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"})
     assert other.watchdog_s is None, "the watchdog belongs to another process"
     assert not SystemdNotifier({}).notify("READY=1")
+
+
+def test_notify_never_blocks_when_the_manager_stops_reading(tmp_path: Path) -> None:
+    """A listener that never reads fills its queue; notify() then fails fast, counted."""
+    path = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    try:
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
+        started = time.monotonic()
+        results = [notifier.notify(f"STATUS={'x' * 1000} {i}") for i in range(2000)]
+        elapsed = time.monotonic() - started
+        assert results[0] is True
+        assert results[-1] is False  # the queue filled up and later sends were refused
+        assert notifier.failures == results.count(False) > 0
+        assert elapsed < 10  # a blocking sendto() would hang here forever
+        first = listener.recv(4096).decode()
+        assert first == f"STATUS={'x' * 1000} 0"
+    finally:
+        listener.close()

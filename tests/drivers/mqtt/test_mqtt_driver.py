@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
@@ -10,7 +12,7 @@ import aiomqtt
 import pytest
 
 from drivers.mqtt.config import MqttDriverConfig
-from drivers.mqtt.driver import MAX_BATCH, MqttDriver
+from drivers.mqtt.driver import MAX_BATCH, MqttDriver, _BufferedSocket
 from gateway.clock import ManualClock
 from gateway.errors import DriverDisconnected
 from gateway.model import Delivery, RawSample, Reject
@@ -232,6 +234,53 @@ async def test_backlog_is_batched(
     assert max(sizes) <= MAX_BATCH
     assert len(sizes) < n / 10, sizes
     await reader.close()
+
+
+async def test_batched_acks_settle_every_message_of_a_backlog(
+    make_driver: Callable[..., MqttDriver], publisher: Publisher
+) -> None:
+    """A delivery's PUBACKs go out as one packet; the broker must count each of them."""
+    first = Reader(make_driver())
+    await first.subscribed(publisher)
+    await first.close()
+    n = 2000
+    await publisher.publish(reading(i) for i in range(n))
+
+    reader = Reader(make_driver())
+    await reader.until_seqs(set(range(n)), ack=True)
+    assert max(len(d.samples) for d in reader.deliveries) > 1  # the combined-ack path ran
+    await reader.close()
+
+    again = Reader(make_driver())
+    await publisher.publish([reading(n + 1)])
+    samples = await again.until_seqs({n + 1})
+    redelivered = {s.seq for s in samples if s.sensor != MARKER} - {n + 1}
+    assert redelivered == set()  # every message of every batch was acknowledged
+    await again.close()
+
+
+def test_buffered_socket_serves_small_reads_from_one_large_recv() -> None:
+    """paho's 1-byte/length/body reads come from the buffer; pending() counts what is left."""
+    left, right = socket.socketpair()
+    try:
+        right.setblocking(False)
+        buffered = _BufferedSocket(right)
+        packets = [bytes([0x30, 3]) + b"abc", bytes([0x30, 2]) + b"xy"]
+        left.sendall(b"".join(packets))
+        time.sleep(0.05)
+        got = [buffered.recv(1), buffered.recv(1), buffered.recv(3)]
+        assert got == [b"\x30", b"\x03", b"abc"]
+        assert buffered.pending() == 4
+        assert [buffered.recv(1), buffered.recv(1), buffered.recv(2)] == [b"\x30", b"\x02", b"xy"]
+        assert buffered.pending() == 0
+        with pytest.raises(BlockingIOError):  # nothing buffered, nothing on the wire
+            buffered.recv(1)
+        assert buffered.fileno() == right.fileno()  # everything else is the real socket
+        left.close()
+        assert buffered.recv(1) == b""  # EOF passes through
+    finally:
+        left.close()
+        right.close()
 
 
 async def test_connection_refused_is_driver_disconnected(
