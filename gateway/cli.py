@@ -203,6 +203,20 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
         journal.close()
 
 
+def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``coldchain demo``."""
+    p.add_argument("--duration", type=float, default=45.0, help="seconds to run (default 45)")
+    p.add_argument(
+        "--services",
+        choices=["auto", "private", "external", "none"],
+        default="auto",
+        help="auto: use running services on loopback, else start private ones if installed",
+    )
+    p.add_argument("--out", default="coldchain-demo", help="folder for the journal and config")
+    p.add_argument("--interval", type=float, default=1.0, help="sensor reporting interval, s")
+    p.add_argument("--no-live", action="store_true", help="plain log lines, no live table")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -278,10 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_trace_arguments(p)
     p.set_defaults(func=run_trace)
 
-    from gateway.demo import add_demo_arguments
-
     p = sub.add_parser("demo", help="run a simulated hub end to end with a live view")
-    add_demo_arguments(p)
+    _add_demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
     from firmware_sim.cli import add_parser as add_sim_parser

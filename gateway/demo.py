@@ -59,20 +59,6 @@ PROFILES = {"cold-room-1": "chilled_demo", "cold-room-2": "chilled_demo", "freez
 DOCK_NODES = {"dock-node-1": "dock-1", "dock-node-2": "dock-1"}
 
 
-def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``coldchain demo``."""
-    p.add_argument("--duration", type=float, default=45.0, help="seconds to run (default 45)")
-    p.add_argument(
-        "--services",
-        choices=["auto", "private", "external", "none"],
-        default="auto",
-        help="auto: use running services on loopback, else start private ones if installed",
-    )
-    p.add_argument("--out", default="coldchain-demo", help="folder for the journal and config")
-    p.add_argument("--interval", type=float, default=1.0, help="sensor reporting interval, s")
-    p.add_argument("--no-live", action="store_true", help="plain log lines, no live table")
-
-
 @dataclass
 class ZoneView:
     """What the live view shows about one sensor."""

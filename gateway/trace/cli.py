@@ -18,11 +18,7 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from gateway.clock import datetime_to_ns, iso_utc
 from gateway.config import GatewayConfig, load_config
@@ -38,7 +34,12 @@ from gateway.trace.query import (
     TraceSourceError,
     validate_id,
 )
-from gateway.trace.report_pdf import write_pdf
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# rich and reportlab load only when a trace runs: `coldchain run` shares this parser and
+# must not pay their import time and memory on the edge box.
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -153,6 +154,8 @@ def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
 
 def write_outputs(result: TraceResult, out_dir: Path) -> dict[str, Path]:
     """Write PDF, CSV and JSON into out_dir; returns their paths by kind."""
+    from gateway.trace.report_pdf import write_pdf
+
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"trace-{result.shipment}"
     paths = {
@@ -168,6 +171,8 @@ def write_outputs(result: TraceResult, out_dir: Path) -> dict[str, Path]:
 
 def summary_table(result: TraceResult) -> Table:
     """The terminal summary: verdict, reasons and the key numbers."""
+    from rich.table import Table
+
     colour = {"accept": "green", "review": "yellow", "reject": "red"}[result.verdict]
     t = Table(title=f"Trace {result.shipment}: [bold {colour}]{result.verdict.upper()}[/]")
     t.add_column("what")
@@ -201,6 +206,15 @@ def summary_table(result: TraceResult) -> Table:
 
 def run_trace(args: argparse.Namespace) -> int:
     """Run ``coldchain trace``; see the module docstring for exit codes."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     err = Console(stderr=True)
     out = Console()
     try:
