@@ -68,6 +68,9 @@ def build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
     return drivers
 
 
+DRIVER_STOP_TIMEOUT_S = 5.0
+
+
 class Gateway:
     """A running hub gateway built from one config."""
 
@@ -148,9 +151,10 @@ class Gateway:
                 forwarder_tasks = [
                     tg.create_task(f.run(), name=f"forward:{f.name}") for f in self.forwarders
                 ]
+                drivers_stop = asyncio.Event()
                 driver_tasks = [
                     tg.create_task(
-                        supervise(d, self.ingest, self.counters, self.clock),
+                        supervise(d, self.ingest, self.counters, self.clock, stop=drivers_stop),
                         name=f"driver:{d.name}",
                     )
                     for d in self.drivers
@@ -174,8 +178,13 @@ class Gateway:
                 await stop.wait()
                 log.info("stopping: closing drivers, committing the queue, draining sinks")
                 self.notifier.notify("STOPPING=1", "STATUS=stopping: draining")
-                for task in driver_tasks:
-                    task.cancel()
+                # Drivers stop between deliveries: what they already read is committed.
+                drivers_stop.set()
+                if driver_tasks:
+                    _, stuck = await asyncio.wait(driver_tasks, timeout=DRIVER_STOP_TIMEOUT_S)
+                    for task in stuck:
+                        log.warning("driver task %s did not stop; cancelling", task.get_name())
+                        task.cancel()
                 for driver in self.drivers:
                     with contextlib.suppress(Exception):
                         await driver.close()
@@ -196,6 +205,16 @@ class Gateway:
             self._write_status()
             self.runner.close()
             log.info("gateway stopped; journal closed")
+
+    def hand_over_ports(self) -> None:
+        """Before a reload: drivers that can keep their port open for the next gateway do.
+
+        A serial port closed and reopened loses what the board sends in between (and
+        toggles DTR, which resets some boards); the next gateway takes it over instead.
+        """
+        for driver in self.drivers:
+            if hasattr(driver, "park_on_close"):
+                driver.park_on_close = True
 
     async def _drain_forwarders(self) -> None:
         # Everything is committed now; each forwarder reports caught_up once a fetch

@@ -14,6 +14,7 @@ import logging
 import signal
 from pathlib import Path
 
+from drivers.serial.driver import close_parked_ports
 from gateway.config import GatewayConfig, load_config
 from gateway.daemon import Gateway
 from gateway.errors import ConfigError
@@ -30,7 +31,19 @@ async def run_with_reload(
     notifier: SystemdNotifier | None = None,
 ) -> None:
     """Run until stop is set; each time reload is set, swap in the file's new config."""
-    notifier = notifier or SystemdNotifier()
+    try:
+        await _run(config, path, stop, reload, notifier or SystemdNotifier())
+    finally:
+        close_parked_ports()  # ports handed over to a gateway that never claimed them
+
+
+async def _run(
+    config: GatewayConfig,
+    path: str | Path,
+    stop: asyncio.Event,
+    reload: asyncio.Event,
+    notifier: SystemdNotifier,
+) -> None:
     current = config
     while True:
         gateway_stop = asyncio.Event()
@@ -61,6 +74,7 @@ async def run_with_reload(
                 continue
             log.info("reload: config %s is valid, swapping it in", path)
             notifier.notify("RELOADING=1", "STATUS=reloading config")
+            gateway.hand_over_ports()
             gateway_stop.set()
             await task
             current = new

@@ -13,6 +13,7 @@ import termios
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from drivers.serial.config import SerialDriverConfig
 from drivers.serial.protocol import REASON_LINE_TOO_LONG, LineDecoder
@@ -124,11 +125,69 @@ class LineSplitter:
         if samples or rejects:
             yield self._delivery(samples, rejects)
 
+    def rebind(self, decoder: LineDecoder, stats: SerialStats) -> None:
+        """Continue the same byte stream for another driver (a port taken over on reload)."""
+        self._decoder = decoder
+        self._stats = stats
+
     def _delivery(self, samples: list[RawSample], rejects: list[Reject]) -> Delivery:
         self._stats.samples += len(samples)
         for reject in rejects:
             self._stats.rejects[reject.reason] += 1
         return Delivery(samples=samples, rejects=rejects)
+
+
+PARK_S: Final = 10.0
+
+_Held = tuple[asyncio.StreamReader, asyncio.StreamWriter, LineSplitter]
+
+
+class _ParkedPorts:
+    """Open ports between two gateways of one process (a SIGHUP reload).
+
+    A parked port keeps its transport: bytes the board sends meanwhile wait in the
+    stream reader (or, once that is full, in the tty), and the splitter keeps a partial
+    line. The next driver for the same port and baud rate claims it; one for the same
+    port at another rate closes it first. Unclaimed ports close after ``PARK_S``.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[int, _Held, asyncio.TimerHandle]] = {}
+
+    def park(self, port: str, baudrate: int, held: _Held) -> None:
+        self.close(port)
+        timer = asyncio.get_running_loop().call_later(PARK_S, self.close, port)
+        self._held[port] = (baudrate, held, timer)
+
+    def claim(self, port: str, baudrate: int) -> _Held | None:
+        entry = self._held.pop(port, None)
+        if entry is None:
+            return None
+        rate, held, timer = entry
+        timer.cancel()
+        if rate != baudrate:
+            held[1].close()
+            return None
+        return held
+
+    def close(self, port: str) -> None:
+        entry = self._held.pop(port, None)
+        if entry is not None:
+            entry[2].cancel()
+            entry[1][1].close()
+            log.info("%s: parked port closed", port)
+
+    def close_all(self) -> None:
+        for port in list(self._held):
+            self.close(port)
+
+
+_PARKED = _ParkedPorts()
+
+
+def close_parked_ports() -> None:
+    """Close every port still parked (the process is ending)."""
+    _PARKED.close_all()
 
 
 class SerialDriver:
@@ -147,22 +206,32 @@ class SerialDriver:
         self._open_port: OpenPort = open_port or open_serial_port
         self._decoder = LineDecoder.from_config(config)
         self._writer: asyncio.StreamWriter | None = None
+        # Set by the gateway before a config reload: a graceful stop parks the open port
+        # (see _ParkedPorts) instead of closing it, so no byte is lost in between.
+        self.park_on_close = False
         # Set while a port is open; tests and health checks wait on it.
         self.connected = asyncio.Event()
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """Open the port and yield batches of decoded lines until it goes away."""
         port = self.config.port
-        try:
-            reader, writer = await self._open_port(url=port, baudrate=self.config.baudrate)
-        except (OSError, termios.error) as exc:  # serial.SerialException is an OSError
-            msg = f"{self.name}: cannot open {port}: {exc}"
-            raise DriverDisconnected(msg) from exc
+        held = _PARKED.claim(port, self.config.baudrate)
+        if held is not None:
+            reader, writer, splitter = held
+            splitter.rebind(self._decoder, self.stats)
+            log.info("%s: took over %s, kept open across the reload", self.name, port)
+        else:
+            try:
+                reader, writer = await self._open_port(url=port, baudrate=self.config.baudrate)
+            except (OSError, termios.error) as exc:  # serial.SerialException is an OSError
+                msg = f"{self.name}: cannot open {port}: {exc}"
+                raise DriverDisconnected(msg) from exc
+            splitter = LineSplitter(self._decoder, self.stats)
+            log.info("%s: opened %s", self.name, port)
         self._writer = writer
         self.stats.opens += 1
         self.connected.set()
-        log.info("%s: opened %s", self.name, port)
-        splitter = LineSplitter(self._decoder, self.stats)
+        park = False
         try:
             yield Delivery()  # the driver contract: an empty delivery says "connected"
             while True:
@@ -178,8 +247,19 @@ class SerialDriver:
                     raise DriverDisconnected(msg)
                 for delivery in splitter.feed(chunk, self._clock.now_ns()):
                     yield delivery
+        except asyncio.CancelledError:
+            # Cancelled while waiting for input (the supervisor's graceful stop): the
+            # splitter holds no half-fed chunk, so the port can be handed over intact.
+            park = self.park_on_close
+            raise
         finally:
-            await self.close()
+            if park and self._writer is writer:
+                self._writer = None
+                self.connected.clear()
+                _PARKED.park(port, self.config.baudrate, (reader, writer, splitter))
+                log.info("%s: %s kept open for the next config", self.name, port)
+            else:
+                await self.close()
 
     async def close(self) -> None:
         """Close the port if open; safe to call twice."""

@@ -20,4 +20,3 @@ def test_run_path_does_not_import_reportlab_or_rich() -> None:
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
-
