@@ -425,6 +425,8 @@ class CustodyLedger:
         hub: str,
         zones: Collection[str],
         profiles: Collection[str],
+        *,
+        readonly: bool = False,
     ) -> None:
         if db.isolation_level is not None:
             msg = "CustodyLedger needs a connection opened with isolation_level=None"
@@ -433,8 +435,9 @@ class CustodyLedger:
         self.hub = hub
         self.zones = frozenset(zones)
         self.profiles = frozenset(profiles)
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        if not readonly:  # a read-only reader (verify, trace) finds the tables as they are
+            self._db.executescript(_SCHEMA)
+            self._migrate()
         self._open: dict[str, ShipmentState] = {}
         self.reload()
 

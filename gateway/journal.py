@@ -142,15 +142,41 @@ class Journal:
             msg = f"cannot open journal {path}: {exc}"
             raise JournalError(msg) from exc
 
+    readonly = False
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> Journal:
+        """Open an existing journal for reading only (verify, trace: evidence stays as is)."""
+        journal = cls.__new__(cls)
+        journal.path = Path(path)
+        journal.readonly = True
+        if not journal.path.is_file():
+            msg = f"cannot open journal {path}: no such file"
+            raise JournalError(msg)
+        try:
+            journal._db = sqlite3.connect(
+                f"{journal.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            journal._db.execute("PRAGMA busy_timeout=5000")
+            journal._db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        except sqlite3.Error as exc:
+            msg = f"cannot open journal {path} read-only: {exc}"
+            raise JournalError(msg) from exc
+        return journal
+
     @property
     def connection(self) -> sqlite3.Connection:
         """The connection, for stores that keep their own tables here (alerts)."""
         return self._db
 
     def close(self) -> None:
-        """Checkpoint the WAL and close the file."""
+        """Checkpoint the WAL (unless read-only) and close the file."""
         try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if not self.readonly:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             self._db.close()
 

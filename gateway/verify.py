@@ -490,13 +490,14 @@ def run_verify(args: argparse.Namespace) -> int:
     journal_chain: list[HandoffRecord] = []
     cursor = 0
     if source in ("journal", "both"):
-        journal = Journal(journal_path)
+        journal = Journal.open_readonly(journal_path)
         try:
             ledger = CustodyLedger(
                 journal.connection,
                 config.hub.id,
                 {z.id for z in config.zones},
                 set(config.all_profiles()),
+                readonly=True,
             )
             results.append(verify_journal(ledger))
             journal_chain = list(journal_records(ledger))

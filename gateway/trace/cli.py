@@ -136,13 +136,14 @@ def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
         from gateway.custody import CustodyLedger
         from gateway.journal import Journal
 
-        journal = Journal(config.journal.path)
+        journal = Journal.open_readonly(config.journal.path)
         try:
             ledger = CustodyLedger(
                 journal.connection,
                 config.hub.id,
                 {z.id for z in config.zones},
                 set(config.all_profiles()),
+                readonly=True,
             )
             return verify.verify_journal(ledger)
         finally:

@@ -112,6 +112,27 @@ def test_intact_journal_verifies(ledger: CustodyLedger) -> None:
     )
 
 
+def test_verify_reads_the_journal_while_the_daemon_holds_the_write_lock(
+    ledger: CustodyLedger, journal_path: Path, tmp_path: Path
+) -> None:
+    """verify opens the journal read-only: it needs no write lock and changes nothing."""
+    _fill(ledger)
+    config = _config(tmp_path, journal_path)
+    writer = sqlite3.connect(str(journal_path), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the daemon in the middle of a commit
+    try:
+        assert _run(config) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    reader = Journal.open_readonly(journal_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.connection.execute("DELETE FROM custody_events")
+    finally:
+        reader.close()
+
+
 def test_temp_changed_with_plain_sqlite_names_that_record(
     ledger: CustodyLedger, journal_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
