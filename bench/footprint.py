@@ -143,6 +143,9 @@ def main() -> None:
         rss, hwm = gw.status_kb("VmRSS") / 1024, gw.status_kb("VmHWM") / 1024
         stop.set()
         thread.join()
+        deadline = time.monotonic() + 10
+        while sim.pending and time.monotonic() < deadline:  # every publish PUBACKed
+            time.sleep(0.05)
         sim.close()
         time.sleep(1.5)
         gw.stop()

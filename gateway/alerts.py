@@ -532,6 +532,8 @@ def alert_line(alert: Alert, at_ns: int) -> str:
         fields["value"] = float(alert.value)
     if alert.limit is not None:
         fields["limit"] = float(alert.limit)
+    if alert.acknowledged_by is not None:
+        fields["acknowledged_by"] = alert.acknowledged_by
     tags = {
         "hub": alert.hub,
         "rule": alert.rule,

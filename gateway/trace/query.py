@@ -189,7 +189,7 @@ def alerts_query(
         raise TraceInputError(msg)
     any_subject = " OR ".join(f'"subject" = {quote_literal(s)}' for s in subjects)
     return (
-        'SELECT "state", "alert_id", "started_at", "value", "limit"'
+        'SELECT "state", "alert_id", "started_at", "value", "limit", "acknowledged_by"'
         f' FROM {source} WHERE "hub" = {quote_literal(hub)} AND ({any_subject})'
         f' AND {_where_time(start_ns, end_ns)} GROUP BY "rule", "severity", "subject"'
     )
@@ -389,6 +389,8 @@ def _fold_alert_points(
             changes["raised_ns"] = at_ns
         if state == "acknowledged" and current.acknowledged_ns is None:
             changes["acknowledged_ns"] = at_ns
+        if row.get("acknowledged_by"):
+            changes["acknowledged_by"] = str(row["acknowledged_by"])
         if state == "cleared":
             changes["cleared_ns"] = at_ns
         if row.get("value") is not None:

@@ -254,6 +254,7 @@ def test_alarms_come_with_their_acknowledgement(
                         state=AlertState.ACKNOWLEDGED,
                         started_ns=alert.started_ns,
                         raised_ns=alert.raised_ns,
+                        acknowledged_by="dana",
                     ),
                     T0 + 80 * MIN,
                 ),
@@ -262,10 +263,11 @@ def test_alarms_come_with_their_acknowledgement(
     )
     result = trace_of(tmp_path, server, db, "SH-ALARM")
     (alarm,) = result.alarms
-    assert (alarm.alert_id, alarm.acknowledged_ns, alarm.state) == (
+    assert (alarm.alert_id, alarm.acknowledged_ns, alarm.state, alarm.acknowledged_by) == (
         alert.id,
         T0 + 80 * MIN,
         "acknowledged",
+        "dana",
     )
     assert result.verdict == "accept"
 
