@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -73,6 +74,15 @@ def config_doc(journal: Path, port: int, influx_url: str) -> dict[str, Any]:
     }
 
 
+def _subscribed(status_file: Path) -> bool:
+    """The gateway's status file says the MQTT driver is connected (and so subscribed)."""
+    try:
+        status = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(status.get("counters", {}).get("connected", {}).get("nodes"))
+
+
 def bare_start(argv: list[str], n: int) -> float:
     """Median seconds of a short interpreter run."""
     times = []
@@ -117,8 +127,14 @@ def main() -> None:
         starts = startup(config, args.starts)
         print("startup to READY=1 (s): " + ", ".join(f"{s:.2f}" for s in starts), flush=True)
         notify = NotifySocket(base)
+        (base / "status.json").unlink(missing_ok=True)  # left by the startup runs
         gw = GatewayProcess(config, notify)
         notify.wait_for("READY=1", 30)
+        # READY=1 means running, not subscribed: wait for the driver before publishing, or
+        # the first messages go to a topic nobody subscribes to yet (dropped by the broker).
+        deadline = time.monotonic() + 30
+        while not _subscribed(base / "status.json") and time.monotonic() < deadline:
+            time.sleep(0.1)
         sim = SensorNodeSim("127.0.0.1", broker.port, DEVICES, interval_s=1.0, client_id="fp-sim")
         sim.connect()
         stop = threading.Event()
