@@ -61,6 +61,17 @@ class JournalConfig(_Strict):
     retention_days: float = Field(
         default=35.0, gt=0, description="keep delivered readings this long (traces, audits)"
     )
+    max_size_mb: float | None = Field(
+        default=2048.0,
+        gt=0,
+        description="disk budget for the journal's data; over it, delivered readings go"
+        " first, then undelivered readings are downsampled (custody and alerts never go)",
+    )
+    downsample_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="when undelivered readings must be thinned: one per sensor per this many s",
+    )
 
 
 class SensorConfig(_Strict):

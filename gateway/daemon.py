@@ -13,11 +13,12 @@ from typing import Any
 from drivers import REGISTRY
 from gateway.alerts import AlertStore, HubState, alert_line
 from gateway.chain import custody_stream
-from gateway.clock import Clock, SystemClock, iso_utc
+from gateway.clock import NS_PER_S, Clock, SystemClock, iso_utc
 from gateway.config import GatewayConfig
 from gateway.custody import CustodyRejected
 from gateway.engine import SopEngine
 from gateway.forwarder import STREAM_READINGS, InfluxForwarder, Stream, readings_stream
+from gateway.health import HealthEvent
 from gateway.ingest import Ingest
 from gateway.journal import Journal, JournalRunner
 from gateway.lineprotocol import line
@@ -31,6 +32,9 @@ from gateway.supervisor import Driver, supervise
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 600.0
+BUDGET_INTERVAL_S = 30.0  # how often the journal's size is checked against max_size_mb
+BUDGET_PROTECT_RECENT_S = 3600.0  # the newest hour of readings is never downsampled
+BUDGET_CLEAR_S = 3600.0  # journal_budget clears after an hour without thinning
 
 
 def health_stream(hub: str) -> Stream:
@@ -164,6 +168,7 @@ class Gateway:
                     [tg.create_task(self.planner.run(), name="planner")] if self.planner else []
                 )
                 prune_task = tg.create_task(self._prune_loop(), name="prune")
+                budget_task = tg.create_task(self._budget_loop(), name="journal-budget")
                 sop_task = tg.create_task(self.engine.run(), name="sop")
                 watchdog_task = tg.create_task(self.notifier.watchdog(), name="watchdog")
                 self.ready.set()
@@ -195,7 +200,14 @@ class Gateway:
                 if self.planner is not None:
                     self.planner.wake()
                     await self.planner.close()
-                background = [status_task, prune_task, sop_task, watchdog_task, *planner_tasks]
+                background = [
+                    status_task,
+                    prune_task,
+                    budget_task,
+                    sop_task,
+                    watchdog_task,
+                    *planner_tasks,
+                ]
                 for task in [*forwarder_tasks, *background]:
                     task.cancel()
         finally:
@@ -266,6 +278,83 @@ class Gateway:
             if removed:
                 log.info("journal: pruned %d delivered readings past retention", removed)
             await self.clock.sleep(PRUNE_INTERVAL_S)
+
+    async def _budget_loop(self) -> None:
+        """Keep the journal within journal.max_size_mb (DESIGN: custody, alerts never go)."""
+        cfg = self.config.journal
+        if cfg.max_size_mb is None:
+            return
+        max_bytes = int(cfg.max_size_mb * 1e6)
+        sinks = [f.name for f in self.forwarders]
+        hub = self.config.hub.id
+        last_thinned_ns: int | None = None
+        active = await self.runner.call(self.alerts.active)
+        if any(a.rule == "journal_budget" and a.subject == hub for a in active):
+            last_thinned_ns = self.clock.now_ns()  # raised before a restart: clear it in time
+        while True:
+            now = self.clock.now_ns()
+            result = await self.runner.call(
+                self.journal.enforce_budget,
+                max_bytes,
+                sinks,
+                int(cfg.downsample_s * NS_PER_S),
+                now - int(BUDGET_PROTECT_RECENT_S * NS_PER_S),
+            )
+            used_mb = round(result.used_bytes / 1e6, 1)
+            if result.removed_delivered or result.removed_diagnostics:
+                log.warning(
+                    "journal over its %.0f MB budget: deleted %d delivered readings and %d"
+                    " diagnostics rows early (InfluxDB has the readings)",
+                    cfg.max_size_mb,
+                    result.removed_delivered,
+                    result.removed_diagnostics,
+                )
+                self.counters.drop("journal", "budget_delivered", result.removed_delivered)
+            if result.downsampled or result.over:
+                self.counters.drop("journal", "downsampled", result.downsampled)
+                log.error(
+                    "journal over its %.0f MB budget with undelivered data: downsampled %d"
+                    " readings to one per sensor per %g s; %.1f MB in use",
+                    cfg.max_size_mb,
+                    result.downsampled,
+                    cfg.downsample_s,
+                    used_mb,
+                )
+                last_thinned_ns = now
+                self.engine.report(
+                    [
+                        HealthEvent(
+                            kind="raised",
+                            rule="journal_budget",
+                            subject=hub,
+                            at_ns=now,
+                            value=used_mb,
+                            limit=cfg.max_size_mb,
+                            message=f"journal disk budget exhausted on {hub}: undelivered"
+                            f" readings downsampled to one per sensor per {cfg.downsample_s:g} s",
+                            severity="critical",
+                            details={"downsampled": result.downsampled, "since_ns": now},
+                        )
+                    ]
+                )
+            elif last_thinned_ns is not None and now - last_thinned_ns >= int(
+                BUDGET_CLEAR_S * NS_PER_S
+            ):
+                last_thinned_ns = None
+                self.engine.report(
+                    [
+                        HealthEvent(
+                            kind="cleared",
+                            rule="journal_budget",
+                            subject=hub,
+                            at_ns=now,
+                            value=used_mb,
+                            limit=cfg.max_size_mb,
+                            message=f"journal of {hub} within its disk budget again",
+                        )
+                    ]
+                )
+            await self.clock.sleep(BUDGET_INTERVAL_S)
 
     async def _status_loop(self) -> None:
         while True:

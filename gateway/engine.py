@@ -88,6 +88,11 @@ class SopEngine:
         if events:
             self._queue.put_nowait(events)
 
+    def report(self, events: Sequence[Transition]) -> None:
+        """Queue transitions raised outside the rules (the gateway's own alerts)."""
+        if events:
+            self._queue.put_nowait(list(events))
+
     async def settled(self) -> None:
         """Wait until every queued transition is journaled."""
         await self._queue.join()

@@ -31,6 +31,7 @@ Rule = Literal[
     "battery_low",
     "checksum_rate",
     "data_gap",
+    "journal_budget",
 ]
 EventKindName = Literal["raised", "cleared"]
 SeverityName = Literal["warning", "critical"]

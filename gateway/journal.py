@@ -113,6 +113,20 @@ class DeadLetter:
     payload: bytes
 
 
+BUDGET_TARGET = 0.9  # a journal over its disk budget is brought down to this share of it
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetResult:
+    """What one disk-budget pass did (Journal.enforce_budget)."""
+
+    used_bytes: int
+    removed_delivered: int  # delivered readings deleted before their retention ran out
+    removed_diagnostics: int  # delivered gateway_health snapshots and dead letters
+    downsampled: int  # undelivered readings deleted (one kept per sensor and bucket)
+    over: bool  # still over the budget after everything allowed was done
+
+
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """What a sink has not yet confirmed on one stream."""
@@ -301,6 +315,82 @@ class Journal:
         self._db.execute("DELETE FROM dead_letters WHERE received_ns < ?", (older_than_ns,))
         self._db.execute("DELETE FROM gateway_health WHERE ts_ns < ?", (older_than_ns,))
         return removed
+
+    def used_bytes(self) -> int:
+        """Bytes of the journal's pages in use (the file keeps free pages for reuse)."""
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * page_size
+
+    def enforce_budget(
+        self,
+        max_bytes: int,
+        sinks: Iterable[str],
+        downsample_ns: int,
+        protect_after_ns: int,
+        chunk: int = 50_000,
+    ) -> BudgetResult:
+        """Bring the journal under a disk budget (DESIGN: custody and alerts never go).
+
+        Over ``max_bytes``, space is freed down to 90 % of it, in this order: delivered
+        readings (every sink's cursor passed them), oldest first, whatever their age;
+        delivered gateway_health snapshots and dead letters, oldest first; then the oldest
+        undelivered readings are downsampled to the first reading of each sensor per
+        ``downsample_ns`` bucket. Readings received after ``protect_after_ns`` are never
+        downsampled. Custody records, alerts and their outboxes are never touched.
+        """
+        used = self.used_bytes()
+        if used <= max_bytes:
+            return BudgetResult(used, 0, 0, 0, over=False)
+        target = int(max_bytes * BUDGET_TARGET)
+        positions = [self.cursor(sink, "readings") for sink in sinks]
+        delivered = min(positions) if positions else self.last_id()
+        removed = diagnostics = downsampled = 0
+        while used > target:
+            n = self._db.execute(
+                "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id <= ?"
+                " ORDER BY id LIMIT ?)",
+                (delivered, chunk),
+            ).rowcount
+            removed += n
+            used = self.used_bytes()
+            if n < chunk:
+                break
+        health = [self.cursor(sink, "gateway_health") for sink in sinks]
+        health_done = min(health) if health else None
+        for table, where, args in (
+            ("gateway_health", "id <= ?", (health_done,)),
+            ("dead_letters", "1", ()),
+        ):
+            while used > target and (table != "gateway_health" or health_done is not None):
+                n = self._db.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where}"
+                    " ORDER BY id LIMIT ?)",
+                    (*args, chunk),
+                ).rowcount
+                diagnostics += n
+                used = self.used_bytes()
+                if n < chunk:
+                    break
+        start = delivered
+        while used > target:
+            last = self._db.execute(
+                "SELECT MAX(id) FROM (SELECT id FROM readings WHERE id > ? AND received_ns < ?"
+                " ORDER BY id LIMIT ?)",
+                (start, protect_after_ns, chunk),
+            ).fetchone()[0]
+            if last is None:
+                break
+            downsampled += self._db.execute(
+                "DELETE FROM readings WHERE id > ? AND id <= ? AND id NOT IN"
+                " (SELECT MIN(id) FROM readings WHERE id > ? AND id <= ?"
+                " GROUP BY sensor, ts_ns / ?)",
+                (start, last, start, last, downsample_ns),
+            ).rowcount
+            start = int(last)
+            used = self.used_bytes()
+        return BudgetResult(used, removed, diagnostics, downsampled, over=used > max_bytes)
 
     def append_health(self, ts_ns: int, fields: dict[str, float | int]) -> int:
         """Journal one gateway self-metrics snapshot (forwarded as ``gateway_health``)."""
