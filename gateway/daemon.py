@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from drivers import REGISTRY
 from gateway.alerts import AlertStore, HubState, alert_line
@@ -284,7 +284,8 @@ class Gateway:
         cfg = self.config.journal
         if cfg.max_size_mb is None:
             return
-        max_bytes = int(cfg.max_size_mb * 1e6)
+        budget = cfg.max_size_mb
+        max_bytes = int(budget * 1e6)
         sinks = [f.name for f in self.forwarders]
         hub = self.config.hub.id
         last_thinned_ns: int | None = None
@@ -309,7 +310,6 @@ class Gateway:
                     result.removed_delivered,
                     result.removed_diagnostics,
                 )
-                self.counters.drop("journal", "budget_delivered", result.removed_delivered)
             if result.downsampled or result.over:
                 self.counters.drop("journal", "downsampled", result.downsampled)
                 log.error(
@@ -321,38 +321,21 @@ class Gateway:
                     used_mb,
                 )
                 last_thinned_ns = now
+                message = (
+                    f"journal disk budget exhausted on {hub}: undelivered readings"
+                    f" downsampled to one per sensor per {cfg.downsample_s:g} s"
+                )
+                details = {"downsampled": result.downsampled, "since_ns": now}
                 self.engine.report(
-                    [
-                        HealthEvent(
-                            kind="raised",
-                            rule="journal_budget",
-                            subject=hub,
-                            at_ns=now,
-                            value=used_mb,
-                            limit=cfg.max_size_mb,
-                            message=f"journal disk budget exhausted on {hub}: undelivered"
-                            f" readings downsampled to one per sensor per {cfg.downsample_s:g} s",
-                            severity="critical",
-                            details={"downsampled": result.downsampled, "since_ns": now},
-                        )
-                    ]
+                    [_budget_event("raised", hub, now, used_mb, budget, message, details)]
                 )
             elif last_thinned_ns is not None and now - last_thinned_ns >= int(
                 BUDGET_CLEAR_S * NS_PER_S
             ):
                 last_thinned_ns = None
+                message = f"journal of {hub} within its disk budget again"
                 self.engine.report(
-                    [
-                        HealthEvent(
-                            kind="cleared",
-                            rule="journal_budget",
-                            subject=hub,
-                            at_ns=now,
-                            value=used_mb,
-                            limit=cfg.max_size_mb,
-                            message=f"journal of {hub} within its disk budget again",
-                        )
-                    ]
+                    [_budget_event("cleared", hub, now, used_mb, budget, message, {})]
                 )
             await self.clock.sleep(BUDGET_INTERVAL_S)
 
@@ -443,6 +426,29 @@ class Gateway:
             tmp.replace(self.status_path)
         except OSError as exc:
             log.warning("cannot write status file %s: %s", self.status_path, exc)
+
+
+def _budget_event(
+    kind: Literal["raised", "cleared"],
+    hub: str,
+    at_ns: int,
+    used_mb: float,
+    budget_mb: float,
+    message: str,
+    details: dict[str, Any],
+) -> HealthEvent:
+    """The gateway's own ``journal_budget`` alert transition (critical while raised)."""
+    return HealthEvent(
+        kind=kind,
+        rule="journal_budget",
+        subject=hub,
+        at_ns=at_ns,
+        value=used_mb,
+        limit=budget_mb,
+        message=message,
+        severity="critical",
+        details=details,
+    )
 
 
 async def backlog_of(runner: JournalRunner, sink: str) -> tuple[int, int | None]:
