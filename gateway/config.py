@@ -203,6 +203,11 @@ class GatewayConfig(_Strict):
                 problems.append(f"sensors[{i}].zone: unknown zone {s.zone!r}")
         names = [d.name for d in self.drivers.serial] + [d.name for d in self.drivers.mqtt]
         problems += [f"drivers: duplicate name {d!r}" for d in _duplicates(names)]
+        ports = [d.port for d in self.drivers.serial]
+        problems += [
+            f"drivers.serial: port {p!r} is used by two drivers (each board needs its own tty)"
+            for p in _duplicates(ports)
+        ]
         for i, d in enumerate(self.drivers.serial):
             for channel, sensor in d.probes.items():
                 if sensor not in sensor_ids:

@@ -439,7 +439,18 @@ class CustodyLedger:
             self._db.executescript(_SCHEMA)
             self._migrate()
         self._open: dict[str, ShipmentState] = {}
-        self.reload()
+        try:
+            self.reload()
+            if readonly:
+                self.handoff_records_after(0, 1)  # the chain's columns are there
+        except sqlite3.OperationalError as exc:
+            if not readonly:
+                raise
+            msg = (
+                f"the journal has no custody chain this version can read ({exc}): it was"
+                " written by an older gateway; the running daemon migrates it on start"
+            )
+            raise JournalError(msg) from exc
 
     # -- transactions ------------------------------------------------------------------
 

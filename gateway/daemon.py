@@ -20,7 +20,7 @@ from gateway.engine import SopEngine
 from gateway.forwarder import STREAM_READINGS, InfluxForwarder, Stream, readings_stream
 from gateway.health import HealthEvent
 from gateway.ingest import Ingest
-from gateway.journal import Journal, JournalRunner
+from gateway.journal import BudgetResult, Journal, JournalRunner
 from gateway.lineprotocol import line
 from gateway.metrics import Counters
 from gateway.normalize import Normalizer
@@ -190,6 +190,8 @@ class Gateway:
                     for task in stuck:
                         log.warning("driver task %s did not stop; cancelling", task.get_name())
                         task.cancel()
+                    if stuck:
+                        await asyncio.wait(stuck, timeout=DRIVER_STOP_TIMEOUT_S)
                 for driver in self.drivers:
                     with contextlib.suppress(Exception):
                         await driver.close()
@@ -294,18 +296,12 @@ class Gateway:
             last_thinned_ns = self.clock.now_ns()  # raised before a restart: clear it in time
         while True:
             now = self.clock.now_ns()
-            result = await self.runner.call(
-                self.journal.enforce_budget,
-                max_bytes,
-                sinks,
-                int(cfg.downsample_s * NS_PER_S),
-                now - int(BUDGET_PROTECT_RECENT_S * NS_PER_S),
-            )
+            result = await self._budget_pass(max_bytes, sinks, now)
             used_mb = round(result.used_bytes / 1e6, 1)
             if result.removed_delivered or result.removed_diagnostics:
                 log.warning(
-                    "journal over its %.0f MB budget: deleted %d delivered readings and %d"
-                    " diagnostics rows early (InfluxDB has the readings)",
+                    "journal over its %.0f MB budget: deleted %d delivered readings (InfluxDB"
+                    " has them) and %d self-metrics/dead-letter rows before their retention",
                     cfg.max_size_mb,
                     result.removed_delivered,
                     result.removed_diagnostics,
@@ -338,6 +334,42 @@ class Gateway:
                     [_budget_event("cleared", hub, now, used_mb, budget, message, {})]
                 )
             await self.clock.sleep(BUDGET_INTERVAL_S)
+
+    async def _budget_pass(self, max_bytes: int, sinks: list[str], now: int) -> BudgetResult:
+        """Run Journal.enforce_budget in bounded steps (other journal work goes between)."""
+        cfg = self.config.journal
+        protect = now - int(BUDGET_PROTECT_RECENT_S * NS_PER_S)
+        # Readings of shipments still in custody are what a restart replays their
+        # time-out-of-range budgets from: keep them, unless a shipment was left open
+        # longer than the retention (then it would pin the whole journal).
+        oldest_open = min((s.first_ns for s in self.engine.ledger.open_shipments()), default=None)
+        if oldest_open is not None and now - oldest_open < cfg.retention_days * 86_400 * NS_PER_S:
+            protect = min(protect, oldest_open)
+        total = BudgetResult(0, 0, 0, 0, over=False)
+        resume = 0
+        while True:
+            step = await self.runner.call(
+                self.journal.enforce_budget,
+                max_bytes,
+                sinks,
+                int(cfg.downsample_s * NS_PER_S),
+                protect,
+                now,
+                resume_id=resume,
+            )
+            total = BudgetResult(
+                step.used_bytes,
+                total.removed_delivered + step.removed_delivered,
+                total.removed_diagnostics + step.removed_diagnostics,
+                total.downsampled + step.downsampled,
+                over=step.over,
+            )
+            if not step.more:
+                break
+            resume = step.resume_id
+        if total.removed_delivered or total.removed_diagnostics or total.downsampled:
+            await self.runner.call(self.journal.checkpoint)
+        return total
 
     async def _status_loop(self) -> None:
         while True:

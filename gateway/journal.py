@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS gateway_health (
     ts_ns INTEGER NOT NULL,
     fields TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS budget_thinned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id_from INTEGER NOT NULL,
+    id_to INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    at_ns INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sink TEXT NOT NULL,
@@ -114,6 +121,8 @@ class DeadLetter:
 
 
 BUDGET_TARGET = 0.9  # a journal over its disk budget is brought down to this share of it
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+_NOT_QUARANTINED = "id NOT IN (SELECT record_id FROM quarantine WHERE stream = 'readings')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,8 @@ class BudgetResult:
     removed_diagnostics: int  # delivered gateway_health snapshots and dead letters
     downsampled: int  # undelivered readings deleted (one kept per sensor and bucket)
     over: bool  # still over the budget after everything allowed was done
+    more: bool = False  # the pass hit its work bound: call again with resume_id
+    resume_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,8 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA busy_timeout=5000")
+            # After a checkpoint the WAL file is cut back to this (it only grows otherwise).
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._db.executescript(_SCHEMA)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -283,8 +296,9 @@ class Journal:
     def backlog(self, sink: str, stream: str = "readings") -> Backlog:
         """How many readings a sink has not confirmed and when the oldest was received.
 
-        Ids are dense (AUTOINCREMENT, rolled-back inserts release theirs), so the count is a
-        subtraction, not a table scan: cheap enough to call every status interval.
+        Ids are dense (AUTOINCREMENT, rolled-back inserts release theirs) except where the
+        disk budget thinned readings, which it records; so the count is a subtraction, not
+        a table scan: cheap enough to call every status interval.
         """
         position = self.cursor(sink, stream)
         row = self._db.execute(
@@ -292,7 +306,11 @@ class Journal:
         ).fetchone()
         if row is None:
             return Backlog(records=0, oldest_ts_ns=None)
-        return Backlog(records=self.last_id() - position, oldest_ts_ns=int(row[0]))
+        thinned = self._db.execute(
+            "SELECT COALESCE(SUM(rows), 0) FROM budget_thinned WHERE id_from > ?", (position,)
+        ).fetchone()[0]
+        records = max(0, self.last_id() - position - int(thinned))
+        return Backlog(records=records, oldest_ts_ns=int(row[0]))
 
     def prune(self, older_than_ns: int, sinks: Iterable[str], chunk: int = 10_000) -> int:
         """Delete delivered readings received before a time; returns how many went.
@@ -300,21 +318,36 @@ class Journal:
         A reading goes only when every named sink's cursor has passed it, so pruning
         never drops a backlog. Deletes run in chunks to keep write locks short.
         """
+        sinks = list(sinks)
         positions = [self.cursor(sink, "readings") for sink in sinks]
         limit = min(positions) if positions else self.last_id()
         removed = 0
         while True:
             cur = self._db.execute(
                 "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id <= ?"
-                " AND received_ns < ? ORDER BY id LIMIT ?)",
+                f" AND received_ns < ? AND {_NOT_QUARANTINED} ORDER BY id LIMIT ?)",
                 (limit, older_than_ns, chunk),
             )
             removed += cur.rowcount
             if cur.rowcount < chunk:
                 break
         self._db.execute("DELETE FROM dead_letters WHERE received_ns < ?", (older_than_ns,))
-        self._db.execute("DELETE FROM gateway_health WHERE ts_ns < ?", (older_than_ns,))
+        health = [self.cursor(sink, "gateway_health") for sink in sinks]
+        self._db.execute(
+            "DELETE FROM gateway_health WHERE ts_ns < ? AND id <= ?",
+            (older_than_ns, min(health) if health else self.last_health_id()),
+        )
+        self._db.execute("DELETE FROM budget_thinned WHERE id_to <= ?", (limit,))
         return removed
+
+    def last_health_id(self) -> int:
+        """Id of the newest gateway_health snapshot (0 when none)."""
+        row = self._db.execute("SELECT MAX(id) FROM gateway_health").fetchone()
+        return int(row[0] or 0)
+
+    def checkpoint(self) -> None:
+        """Checkpoint the WAL and cut the file back (after a large delete)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def used_bytes(self) -> int:
         """Bytes of the journal's pages in use (the file keeps free pages for reuse)."""
@@ -329,68 +362,95 @@ class Journal:
         sinks: Iterable[str],
         downsample_ns: int,
         protect_after_ns: int,
-        chunk: int = 50_000,
+        now_ns: int,
+        *,
+        resume_id: int = 0,
+        chunk: int = 10_000,
+        max_statements: int = 20,
     ) -> BudgetResult:
-        """Bring the journal under a disk budget (DESIGN: custody and alerts never go).
+        """One bounded pass towards a disk budget (DESIGN: custody and alerts never go).
 
         Over ``max_bytes``, space is freed down to 90 % of it, in this order: delivered
-        readings (every sink's cursor passed them), oldest first, whatever their age;
-        delivered gateway_health snapshots and dead letters, oldest first; then the oldest
-        undelivered readings are downsampled to the first reading of each sensor per
-        ``downsample_ns`` bucket. Readings received after ``protect_after_ns`` are never
-        downsampled. Custody records, alerts and their outboxes are never touched.
+        readings (every sink's cursor passed them), oldest first; delivered gateway_health
+        snapshots and dead letters, oldest first; then the oldest undelivered readings are
+        thinned to the first reading of each sensor per ``downsample_ns`` bucket. With no
+        sink the journal is the only copy: nothing counts as delivered, readings are only
+        thinned. Readings received after ``protect_after_ns`` (the newest hour, open
+        shipments' custody) and quarantined readings are never deleted or thinned; custody
+        records and alerts are never touched. At most ``max_statements`` deletes run per
+        call, so the journal thread stays responsive: while ``more`` is set, call again
+        with ``resume_id``.
         """
         used = self.used_bytes()
-        if used <= max_bytes:
+        if used <= max_bytes and not resume_id:
             return BudgetResult(used, 0, 0, 0, over=False)
         target = int(max_bytes * BUDGET_TARGET)
-        positions = [self.cursor(sink, "readings") for sink in sinks]
-        delivered = min(positions) if positions else self.last_id()
-        removed = diagnostics = downsampled = 0
-        while used > target:
+        sinks = list(sinks)
+        delivered = min(self.cursor(s, "readings") for s in sinks) if sinks else 0
+        statements = removed = diagnostics = downsampled = 0
+        while used > target and statements < max_statements:
             n = self._db.execute(
                 "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE id <= ?"
-                " ORDER BY id LIMIT ?)",
-                (delivered, chunk),
+                f" AND received_ns < ? AND {_NOT_QUARANTINED} ORDER BY id LIMIT ?)",
+                (delivered, protect_after_ns, chunk),
             ).rowcount
+            statements += n > 0  # a statement that found nothing is no work to bound
             removed += n
             used = self.used_bytes()
             if n < chunk:
                 break
-        health = [self.cursor(sink, "gateway_health") for sink in sinks]
-        health_done = min(health) if health else None
+        health = [self.cursor(s, "gateway_health") for s in sinks]
+        health_done = min(health) if health else self.last_health_id()
         for table, where, args in (
             ("gateway_health", "id <= ?", (health_done,)),
-            ("dead_letters", "1", ()),
+            ("dead_letters", "received_ns < ?", (protect_after_ns,)),
         ):
-            while used > target and (table != "gateway_health" or health_done is not None):
+            while used > target and statements < max_statements:
                 n = self._db.execute(
                     f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where}"
                     " ORDER BY id LIMIT ?)",
                     (*args, chunk),
                 ).rowcount
+                statements += n > 0
                 diagnostics += n
                 used = self.used_bytes()
                 if n < chunk:
                     break
-        start = delivered
-        while used > target:
+        position: int | None = max(resume_id, delivered)
+        while used > target and statements < max_statements and position is not None:
             last = self._db.execute(
                 "SELECT MAX(id) FROM (SELECT id FROM readings WHERE id > ? AND received_ns < ?"
                 " ORDER BY id LIMIT ?)",
-                (start, protect_after_ns, chunk),
+                (position, protect_after_ns, chunk * 5),
             ).fetchone()[0]
             if last is None:
+                position = None  # nothing older than the protected span is left to thin
                 break
-            downsampled += self._db.execute(
-                "DELETE FROM readings WHERE id > ? AND id <= ? AND id NOT IN"
-                " (SELECT MIN(id) FROM readings WHERE id > ? AND id <= ?"
+            n = self._db.execute(
+                f"DELETE FROM readings WHERE id > ? AND id <= ? AND {_NOT_QUARANTINED}"
+                " AND id NOT IN (SELECT MIN(id) FROM readings WHERE id > ? AND id <= ?"
                 " GROUP BY sensor, ts_ns / ?)",
-                (start, last, start, last, downsample_ns),
+                (position, last, position, last, downsample_ns),
             ).rowcount
-            start = int(last)
+            statements += 1
+            if n:
+                self._db.execute(
+                    "INSERT INTO budget_thinned (id_from, id_to, rows, at_ns) VALUES (?, ?, ?, ?)",
+                    (position + 1, int(last), n, now_ns),
+                )
+            downsampled += n
+            position = int(last)
             used = self.used_bytes()
-        return BudgetResult(used, removed, diagnostics, downsampled, over=used > max_bytes)
+        more = used > target and statements >= max_statements and position is not None
+        return BudgetResult(
+            used,
+            removed,
+            diagnostics,
+            downsampled,
+            over=used > max_bytes and not more,
+            more=more,
+            resume_id=position or 0,
+        )
 
     def append_health(self, ts_ns: int, fields: dict[str, float | int]) -> int:
         """Journal one gateway self-metrics snapshot (forwarded as ``gateway_health``)."""

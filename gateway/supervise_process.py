@@ -49,6 +49,7 @@ async def _run(
         gateway_stop = asyncio.Event()
         gateway = Gateway(current, notifier=notifier)
         task = asyncio.create_task(gateway.run(gateway_stop), name="gateway")
+        sweep = asyncio.create_task(_sweep_parked_ports(gateway), name="sweep-parked-ports")
         while True:
             stop_wait = asyncio.create_task(stop.wait())
             reload_wait = asyncio.create_task(reload.wait())
@@ -58,9 +59,11 @@ async def _run(
             for waiter in pending - {task}:
                 waiter.cancel()
             if task in done:
+                sweep.cancel()
                 task.result()  # a crash of the gateway propagates
                 return
             if stop.is_set():
+                sweep.cancel()
                 gateway_stop.set()
                 await task
                 return
@@ -74,11 +77,22 @@ async def _run(
                 continue
             log.info("reload: config %s is valid, swapping it in", path)
             notifier.notify("RELOADING=1", "STATUS=reloading config")
+            sweep.cancel()  # its ports are for the next gateway now
             gateway.hand_over_ports()
             gateway_stop.set()
             await task
             current = new
             break
+
+
+async def _sweep_parked_ports(gateway: Gateway) -> None:
+    """Once a (re)loaded gateway is up and its drivers claimed their ports, close the rest."""
+    await gateway.ready.wait()
+    await asyncio.sleep(SWEEP_AFTER_READY_S)
+    close_parked_ports()
+
+
+SWEEP_AFTER_READY_S = 2.0
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event) -> None:

@@ -72,7 +72,7 @@ async def supervise(
                             await ingest.submit(name, delivery)
                 finally:
                     aclose = getattr(stream, "aclose", None)  # async generators
-                    if aclose is not None:
+                    if aclose is not None and not getattr(stream, "ag_running", False):
                         await aclose()
                 if stop.is_set():
                     break
@@ -101,6 +101,8 @@ async def _next(stream: AsyncIterator[Delivery], stopping: asyncio.Future[Any]) 
 
     After a stop the stream gets one more loop turn to hand over what it holds without
     waiting on I/O; if it is still waiting for input after that, it is cancelled there.
+    The generator is never left running: whatever happens, this returns or raises only
+    once the pull has finished (so the stream can always be closed afterwards).
     """
     pull = asyncio.ensure_future(_pull(stream))
     try:
@@ -109,14 +111,29 @@ async def _next(stream: AsyncIterator[Delivery], stopping: asyncio.Future[Any]) 
         if not pull.done():
             await asyncio.sleep(0)  # one turn: a delivery that needs no I/O completes here
     except asyncio.CancelledError:
-        pull.cancel()
-        await asyncio.wait({pull})
+        await _cancel_and_settle(pull)
         raise
     if not pull.done():
-        pull.cancel()
-        await asyncio.wait({pull})
+        await _cancel_and_settle(pull)
         return None
     return pull.result()
+
+
+async def _cancel_and_settle(pull: asyncio.Future[Delivery | None]) -> None:
+    """Cancel a pull and wait until it has really finished, even if cancelled meanwhile."""
+    pull.cancel()
+    cancelled_again = False
+    while not pull.done():
+        try:
+            await asyncio.wait({pull})
+        except asyncio.CancelledError:
+            cancelled_again = True
+            pull.cancel()
+    if not pull.cancelled() and pull.exception() is not None:
+        # the driver failed while closing (e.g. the broker went away): nothing to hand over
+        log.debug("driver stream ended with %r while stopping", pull.exception())
+    if cancelled_again:
+        raise asyncio.CancelledError
 
 
 async def _pull(stream: AsyncIterator[Delivery]) -> Delivery | None:

@@ -21,6 +21,7 @@ import argparse
 import base64
 import json
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,9 +32,9 @@ from urllib3.exceptions import HTTPError
 
 from gateway.chain import GENESIS_HASH, HandoffLike, HandoffRecord, hashed_fields, record_hash
 from gateway.clock import iso_utc
-from gateway.config import InfluxSinkConfig, load_config
+from gateway.config import GatewayConfig, InfluxSinkConfig, load_config
 from gateway.custody import CustodyLedger
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, JournalError
 
 HUB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 """The config's identifier pattern (gateway.config.Identifier)."""
@@ -459,12 +460,31 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_journal(
+    journal_path: Path, config: GatewayConfig
+) -> tuple[VerifyResult, list[HandoffRecord], int]:
+    """The journal's chain check, its records and the forwarder's custody cursor."""
+    from gateway.journal import Journal
+
+    journal = Journal.open_readonly(journal_path)
+    try:
+        ledger = CustodyLedger(
+            journal.connection,
+            config.hub.id,
+            {z.id for z in config.zones},
+            set(config.all_profiles()),
+            readonly=True,
+        )
+        result = verify_journal(ledger)
+        return result, list(journal_records(ledger)), journal.cursor(FORWARDER_SINK, CUSTODY_STREAM)
+    finally:
+        journal.close()
+
+
 def run_verify(args: argparse.Namespace) -> int:
     """``coldchain verify``: 0 intact, 1 tampering found, 2 config error, 3 source unreadable."""
     from rich.console import Console
     from rich.table import Table
-
-    from gateway.journal import Journal
 
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
@@ -490,20 +510,11 @@ def run_verify(args: argparse.Namespace) -> int:
     journal_chain: list[HandoffRecord] = []
     cursor = 0
     if source in ("journal", "both"):
-        journal = Journal.open_readonly(journal_path)
         try:
-            ledger = CustodyLedger(
-                journal.connection,
-                config.hub.id,
-                {z.id for z in config.zones},
-                set(config.all_profiles()),
-                readonly=True,
-            )
-            results.append(verify_journal(ledger))
-            journal_chain = list(journal_records(ledger))
-            cursor = journal.cursor(FORWARDER_SINK, CUSTODY_STREAM)
-        finally:
-            journal.close()
+            journal_result, journal_chain, cursor = _check_journal(journal_path, config)
+            results.append(journal_result)
+        except (JournalError, sqlite3.Error) as exc:
+            unreadable.append(f"journal: {exc}")
     if source in ("influx", "both"):
         assert influx_config is not None
         try:

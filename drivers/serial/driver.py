@@ -137,7 +137,18 @@ class LineSplitter:
         return Delivery(samples=samples, rejects=rejects)
 
 
-PARK_S: Final = 10.0
+PARK_S: Final = 60.0  # a safety net: the reload sweeps unclaimed ports once it is up
+
+
+def _take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """Bytes a StreamReader holds but will not return after an error (private buffer)."""
+    buffer = getattr(reader, "_buffer", None)
+    if not isinstance(buffer, bytearray) or not buffer:
+        return b""
+    data = bytes(buffer)
+    buffer.clear()
+    return data
+
 
 _Held = tuple[asyncio.StreamReader, asyncio.StreamWriter, LineSplitter]
 
@@ -152,30 +163,38 @@ class _ParkedPorts:
     """
 
     def __init__(self) -> None:
-        self._held: dict[str, tuple[int, _Held, asyncio.TimerHandle]] = {}
+        self._held: dict[
+            str, tuple[int, _Held, asyncio.TimerHandle, asyncio.AbstractEventLoop]
+        ] = {}
 
     def park(self, port: str, baudrate: int, held: _Held) -> None:
         self.close(port)
-        timer = asyncio.get_running_loop().call_later(PARK_S, self.close, port)
-        self._held[port] = (baudrate, held, timer)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(PARK_S, self.close, port)
+        self._held[port] = (baudrate, held, timer, loop)
 
     def claim(self, port: str, baudrate: int) -> _Held | None:
-        entry = self._held.pop(port, None)
+        entry = self._held.get(port)
         if entry is None:
             return None
-        rate, held, timer = entry
-        timer.cancel()
-        if rate != baudrate:
-            held[1].close()
+        rate, held, _, loop = entry
+        if rate != baudrate or loop is not asyncio.get_running_loop():
+            self.close(port)  # another rate, or parked by another event loop: reopen
             return None
+        del self._held[port]
+        entry[2].cancel()
         return held
 
     def close(self, port: str) -> None:
         entry = self._held.pop(port, None)
-        if entry is not None:
-            entry[2].cancel()
+        if entry is None:
+            return
+        entry[2].cancel()
+        try:
             entry[1][1].close()
-            log.info("%s: parked port closed", port)
+        except RuntimeError as exc:  # its event loop is already closed
+            log.debug("%s: parked port of a closed loop: %s", port, exc)
+        log.info("%s: parked port closed", port)
 
     def close_all(self) -> None:
         for port in list(self._held):
@@ -238,6 +257,12 @@ class SerialDriver:
                 try:
                     chunk = await reader.read(READ_CHUNK_BYTES)
                 except (OSError, termios.error) as exc:
+                    # StreamReader raises a stored error before returning what it had
+                    # buffered (bytes from a parked port, for one): hand those over first.
+                    buffered = _take_buffered(reader)
+                    if buffered:
+                        for delivery in splitter.feed(buffered, self._clock.now_ns()):
+                            yield delivery
                     self.stats.disconnects += 1
                     msg = f"{self.name}: {port} went away: {exc}"
                     raise DriverDisconnected(msg) from exc

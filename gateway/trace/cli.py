@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 import time
 from dataclasses import replace
@@ -148,7 +149,7 @@ def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
             return verify.verify_journal(ledger)
         finally:
             journal.close()
-    except (GatewayError, ValueError) as exc:
+    except (GatewayError, ValueError, sqlite3.Error) as exc:
         logging.getLogger(__name__).warning("custody chain not verified: %s", exc)
         return None
 

@@ -96,3 +96,17 @@ def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_secret_needs_exactly_one_source() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         SecretRef(env="A", file="/b")
+
+
+def test_two_serial_drivers_on_one_port_are_refused() -> None:
+    board = {"port": "/dev/ttyUSB0", "board": "A1", "probes": {"1": "p1"}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "hub": {"id": "h"},
+                "zones": [{"id": "z", "kind": "dock"}],
+                "sensors": [{"id": "p1", "zone": "z"}],
+                "drivers": {"serial": [{"name": "a", **board}, {"name": "b", **board}]},
+            }
+        )
+    assert any("'/dev/ttyUSB0' is used by two drivers" in m for _, m in err.value.problems)

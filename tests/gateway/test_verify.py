@@ -338,3 +338,13 @@ def test_a_rewritten_journal_chain_is_caught_by_the_cross_check(
     out = capsys.readouterr().out
     assert "journal: OK, 5" in out and "influx: OK, 5" in out
     assert "journal vs influx: FAILED at seq 1 (SH-1, received" in out
+
+
+def test_a_journal_without_the_chain_is_reported_not_a_traceback(
+    journal_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal from before the custody chain: verify says so (exit 3: unreadable)."""
+    Journal(journal_path).close()  # readings only: no custody tables at all
+    assert _run(_config(tmp_path, journal_path)) == 3
+    out = capsys.readouterr()
+    assert "no custody chain this version can read" in out.out + out.err
