@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 STREAM_READINGS = "readings"
 # Statuses that blame the bytes of the batch, not the server or the config.
 _BAD_BATCH_STATUSES = frozenset({400, 413, 422})
+# Single records quarantined in a row after which refusals are taken for a schema
+# conflict (every record fails) and the backlog is held instead.
+SYSTEMATIC_REFUSALS = 20
 
 
 class LineWriter(Protocol):
@@ -90,7 +93,8 @@ class InfluxForwarder:
         self._counters = counters
         self._clock = clock
         self._batch_size = batch_size
-        self._limit = batch_size
+        self._limits: dict[str, int] = {}  # per stream: halved while narrowing down a 400
+        self._refused_in_a_row: dict[str, int] = {}
         self._backoff = Backoff(initial=0.5, maximum=max_backoff_s)
         self._wake = asyncio.Event()
         self.cursors: dict[str, int] = {}
@@ -120,7 +124,10 @@ class InfluxForwarder:
         while True:
             for stream in self._streams:
                 last, count, body = await self._runner.call(
-                    stream.fetch, journal, self.cursors[stream.name], self._limit
+                    stream.fetch,
+                    journal,
+                    self.cursors[stream.name],
+                    self._limits.get(stream.name, self._batch_size),
                 )
                 if count:
                     self.caught_up.clear()
@@ -173,8 +180,26 @@ class InfluxForwarder:
                 return
             if count > 1:
                 # Narrow down: the refused record is in one half.
-                self._limit = max(1, count // 2)
+                self._limits[stream] = max(1, count // 2)
                 return
+            refused = self._refused_in_a_row.get(stream, 0) + 1
+            if refused > SYSTEMATIC_REFUSALS:
+                # Record after record refused: not a bad record but a schema conflict
+                # (e.g. a field written with another type before). Quarantining would
+                # empty the whole backlog one record at a time; hold it instead.
+                delay = self._backoff.next()
+                log.error(
+                    "sink refused %d %s records in a row: a schema conflict, not bad data;"
+                    " holding the backlog until it is fixed (retry in %.1f s): %s",
+                    refused - 1,
+                    stream,
+                    delay,
+                    exc,
+                    extra={"component": self.name},
+                )
+                await self._clock.sleep(delay)
+                return
+            self._refused_in_a_row[stream] = refused
             await self._runner.call(
                 journal.quarantine, self.name, stream, last, str(exc)[:500], self._clock.now_ns()
             )
@@ -190,7 +215,9 @@ class InfluxForwarder:
             counters.written[self.name] += count
             counters.connected[self.name] = True
             self._backoff.reset()
-            if self._limit < self._batch_size:
-                self._limit = min(self._batch_size, self._limit * 2)
+            self._refused_in_a_row[stream] = 0
+            limit = self._limits.get(stream, self._batch_size)
+            if limit < self._batch_size:
+                self._limits[stream] = min(self._batch_size, limit * 2)
         await self._runner.call(journal.set_cursor, self.name, stream, last, self._clock.now_ns())
         self.cursors[stream] = last

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SinkRejected, SinkUnavailable
-from gateway.forwarder import InfluxForwarder, Stream, readings_stream
+from gateway.forwarder import SYSTEMATIC_REFUSALS, InfluxForwarder, Stream, readings_stream
 from gateway.journal import Journal, JournalRunner
 from gateway.metrics import Counters
 from gateway.model import Reading
@@ -28,13 +28,14 @@ class ScriptedSink:
         self.bodies: list[bytes] = []
         self.down = False
         self.unauthorised = False
+        self.poison_all = False
 
     async def write(self, body: bytes, points: int) -> None:
         if self.down:
             raise SinkUnavailable("connection refused")
         if self.unauthorised:
             raise Rejected(401)
-        if b"sensor=poison" in body:
+        if self.poison_all or b"sensor=poison" in body:
             raise Rejected(400)
         self.bodies.append(body)
 
@@ -118,6 +119,27 @@ async def test_unauthorised_holds_the_backlog_instead_of_quarantining(
         while fwd.cursor != 10:
             await asyncio.sleep(0.01)
     task.cancel()
+
+
+async def test_every_record_refused_is_a_schema_conflict_and_holds_the_backlog(
+    runner: JournalRunner,
+) -> None:
+    """A 400 for record after record (a field type conflict) must not quarantine them all."""
+    runner.journal.commit_batch(_readings(200, poison_at=None), [], 0)
+    sink, counters, clock = ScriptedSink(), Counters(), InstantClock()
+    sink.poison_all = True
+    fwd = InfluxForwarder(
+        "influx", runner, sink, [readings_stream("h")], counters, clock, batch_size=16
+    )
+    task = await _run_until(fwd, lambda: len(clock.sleeps) >= 3)
+    assert counters.quarantined["influx"] == SYSTEMATIC_REFUSALS
+    assert fwd.cursor == SYSTEMATIC_REFUSALS, "held at the first record after the streak"
+    sink.poison_all = False  # the operator fixed the schema
+    async with asyncio.timeout(5):
+        while fwd.cursor != 200:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    assert counters.quarantined["influx"] == SYSTEMATIC_REFUSALS
 
 
 async def test_unavailable_backs_off_then_delivers_everything_in_order(
