@@ -142,6 +142,12 @@ class InfluxForwarder:
                 except TimeoutError:
                     pass
 
+    async def _hold(self, level: int, msg: str, what: int, stream: str, exc: Exception) -> None:
+        """Log why the backlog waits, then back off (the next delay goes into the message)."""
+        delay = self._backoff.next()
+        log.log(level, msg, what, stream, delay, exc, extra={"component": self.name})
+        await self._clock.sleep(delay)
+
     async def _deliver(self, stream: str, last: int, count: int, body: bytes) -> None:
         counters = self._counters
         journal = self._runner.journal
@@ -151,16 +157,13 @@ class InfluxForwarder:
             counters.write_failures[self.name] += 1
             counters.connected[self.name] = False
             counters.error(self.name, str(exc))
-            delay = self._backoff.next()
-            log.warning(
+            await self._hold(
+                logging.WARNING,
                 "sink unavailable, %d %s wait in the journal; retry in %.1f s: %s",
                 count,
                 stream,
-                delay,
                 exc,
-                extra={"component": self.name},
             )
-            await self._clock.sleep(delay)
             return
         except SinkRejected as exc:
             counters.write_failures[self.name] += 1
@@ -168,15 +171,13 @@ class InfluxForwarder:
             if getattr(exc, "status", 400) not in _BAD_BATCH_STATUSES:
                 # 401/403/404: wrong credentials or a missing database. The data is fine;
                 # hold the backlog until an operator fixes the config.
-                delay = self._backoff.next()
-                log.error(
-                    "sink refuses every write (fix the config); %d %s wait: %s",
+                await self._hold(
+                    logging.ERROR,
+                    "sink refuses every write (fix the config); %d %s wait; retry in %.1f s: %s",
                     count,
                     stream,
                     exc,
-                    extra={"component": self.name},
                 )
-                await self._clock.sleep(delay)
                 return
             if count > 1:
                 # Narrow down: the refused record is in one half.
@@ -187,17 +188,14 @@ class InfluxForwarder:
                 # Record after record refused: not a bad record but a schema conflict
                 # (e.g. a field written with another type before). Quarantining would
                 # empty the whole backlog one record at a time; hold it instead.
-                delay = self._backoff.next()
-                log.error(
+                await self._hold(
+                    logging.ERROR,
                     "sink refused %d %s records in a row: a schema conflict, not bad data;"
-                    " holding the backlog until it is fixed (retry in %.1f s): %s",
+                    " holding the backlog until it is fixed; retry in %.1f s: %s",
                     refused - 1,
                     stream,
-                    delay,
                     exc,
-                    extra={"component": self.name},
                 )
-                await self._clock.sleep(delay)
                 return
             self._refused_in_a_row[stream] = refused
             await self._runner.call(

@@ -460,7 +460,7 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_journal(
+def check_journal(
     journal_path: Path, config: GatewayConfig
 ) -> tuple[VerifyResult, list[HandoffRecord], int]:
     """The journal's chain check, its records and the forwarder's custody cursor."""
@@ -511,7 +511,7 @@ def run_verify(args: argparse.Namespace) -> int:
     cursor = 0
     if source in ("journal", "both"):
         try:
-            journal_result, journal_chain, cursor = _check_journal(journal_path, config)
+            journal_result, journal_chain, cursor = check_journal(journal_path, config)
             results.append(journal_result)
         except (JournalError, sqlite3.Error) as exc:
             unreadable.append(f"journal: {exc}")

@@ -134,21 +134,7 @@ def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
             )
             result, _ = verify.verify_influx_rows(rows, config.hub.id)
             return result
-        from gateway.custody import CustodyLedger
-        from gateway.journal import Journal
-
-        journal = Journal.open_readonly(config.journal.path)
-        try:
-            ledger = CustodyLedger(
-                journal.connection,
-                config.hub.id,
-                {z.id for z in config.zones},
-                set(config.all_profiles()),
-                readonly=True,
-            )
-            return verify.verify_journal(ledger)
-        finally:
-            journal.close()
+        return verify.check_journal(Path(config.journal.path), config)[0]
     except (GatewayError, ValueError, sqlite3.Error) as exc:
         logging.getLogger(__name__).warning("custody chain not verified: %s", exc)
         return None
