@@ -34,11 +34,11 @@ import urllib3
 
 from bench.common import influxdb, reading_count, sensors_doc, workdir
 from gateway.config import parse_config
-from gateway.daemon import Gateway
-from gateway.forwarder import STREAM_READINGS
-from gateway.journal import Journal
-from gateway.lineprotocol import reading_line
-from gateway.model import Delivery, RawSample, Reading
+from gateway.core.model import Delivery, RawSample, Reading
+from gateway.journal.store import Journal
+from gateway.outbox.lineprotocol import reading_line
+from gateway.outbox.streams import STREAM_READINGS
+from gateway.runtime.daemon import Gateway
 
 SENSORS = [f"s{i:03d}" for i in range(200)]
 ZONES = 20

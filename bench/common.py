@@ -1,7 +1,7 @@
 """Shared helpers of the benchmarks: private services, generated configs, process probes.
 
 Everything runs on loopback (127.0.0.1) in a temporary directory; services started here
-are stopped at exit (``gateway.services`` registers them with ``atexit``).
+are stopped at exit (``gateway.apps.localservices`` registers them with ``atexit``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# Mosquitto settings of the benchmarks (on top of gateway.services.Mosquitto's defaults,
+# Mosquitto settings of the benchmarks (on top of gateway.apps.localservices.Mosquitto's defaults,
 # which already set these; repeated here so the bench documents what it depends on):
 # - max_inflight_messages 1000: QoS 1 messages in flight per client before the broker
 #   waits for PUBACKs. The gateway acks a whole commit batch at once (after the journal
@@ -262,7 +262,7 @@ def status_json(journal_path: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def influxdb(work: Path, database: str = "coldchain") -> Iterator[Any]:
     """A private influxd with ``database`` created."""
-    from gateway.services import InfluxDB1
+    from gateway.apps.localservices import InfluxDB1
 
     with InfluxDB1(work / "influxd") as influx:
         influx.create_database(database)

@@ -3,7 +3,7 @@
 Startup: ``coldchain run --config`` is started ``--starts`` times with NOTIFY_SOCKET set
 to a unix datagram socket of ours (as systemd does with Type=notify); the time is from
 process start (Popen) to the READY=1 datagram. Baseline in the same run: the bare
-interpreter (``python -c pass``) and ``python -c "import gateway.daemon"``.
+interpreter (``python -c pass``) and ``python -c "import gateway.runtime.daemon"``.
 
 Idle: the gateway runs the full path (MQTT driver, journal synchronous=full, SOP rules,
 InfluxDB v1 sink) while firmware_sim.node.SensorNodeSim publishes 200 devices at 1 Hz
@@ -112,12 +112,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--starts", type=int, default=5)
     args = p.parse_args()
-    from gateway.services import Mosquitto
+    from gateway.apps.localservices import Mosquitto
 
     base = workdir("footprint")
     py = str(VENV_BIN / "python")
     bare_py = bare_start([py, "-c", "pass"], args.starts)
-    bare_import = bare_start([py, "-c", "import gateway.daemon"], args.starts)
+    bare_import = bare_start([py, "-c", "import gateway.runtime.daemon"], args.starts)
     with (
         Mosquitto(base / "mosquitto", extra_config=broker_extra_config()) as broker,
         influxdb(base) as influx,
@@ -172,7 +172,7 @@ def main() -> None:
     label = f"startup (median of {args.starts})"
     print(f"{label:<44}{'seconds':>10}")
     print(f"{'baseline: python -c pass':<44}{bare_py:>10.2f}")
-    print(f"{'baseline: python -c import gateway.daemon':<44}{bare_import:>10.2f}")
+    print(f"{'baseline: python -c import gateway.runtime.daemon':<44}{bare_import:>10.2f}")
     print(f"{'coldchain run: process start -> READY=1':<44}{median(starts):>10.2f}")
     print()
     print(

@@ -339,7 +339,7 @@ def main() -> None:
     p.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
     p.add_argument("--profile", help="directory: py-spy record the gateway (collapsed stacks)")
     args = p.parse_args()
-    from gateway.services import Mosquitto
+    from gateway.apps.localservices import Mosquitto
 
     devices = [f"node-{i}" for i in range(1, args.devices + 1)]
     base = workdir("mqtt")

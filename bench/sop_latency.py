@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.alerts import AlertStore
+from gateway.alerts.store import AlertStore
 from gateway.config import parse_config
-from gateway.daemon import Gateway
-from gateway.model import Delivery, RawSample, Reading
+from gateway.core.model import Delivery, RawSample, Reading
+from gateway.runtime.daemon import Gateway
 
 
 def percentile(values: Sequence[float], q: float) -> float:

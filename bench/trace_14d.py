@@ -30,11 +30,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.chain import GENESIS_HASH, HandoffRecord, custody_line, record_hash
+from gateway.apps.localservices import InfluxDB1, http_request
 from gateway.config import load_config
-from gateway.lineprotocol import reading_line
-from gateway.model import Reading
-from gateway.services import InfluxDB1, http_request
+from gateway.core.model import Reading
+from gateway.custody.chain import GENESIS_HASH, HandoffRecord, record_hash
+from gateway.outbox.lineprotocol import reading_line
+from gateway.outbox.streams import custody_line
 from gateway.trace import build_trace
 from gateway.trace.analysis import custody_spans
 from gateway.trace.cli import main as trace_main

@@ -29,7 +29,7 @@ SCHEMA_VERSION = 39
 TAGS = ["coldchain"]
 
 QUALITY_UNUSABLE = 1 | 2 | 8
-"""SENTINEL | IMPOSSIBLE | SPIKE (gateway.model.Quality): readings the views leave out."""
+"""SENTINEL | IMPOSSIBLE | SPIKE (gateway.core.model.Quality): readings the views leave out."""
 
 GOOD = f'("quality" & {QUALITY_UNUSABLE}) = 0'
 HUB = '"hub" =~ /^$hub$/'
@@ -346,7 +346,7 @@ def zone_temperature_targets(zone_filter: str) -> list[JSON]:
 def latest_alerts_query(rule_filter: str, subject_filter: str = "") -> str:
     """Latest state per (rule, subject), cleared ones left out: the active alerts.
 
-    One alert is active per rule and subject (gateway.alerts), so the newest point of a
+    One alert is active per rule and subject (gateway.alerts.store), so the newest point of a
     (rule, subject) series is its alert's current state. No time filter: an alert raised
     before the dashboard's time range is still active.
     """

@@ -1,18 +1,4 @@
-"""Input drivers. The registry below is the one place that names them.
+"""Input drivers, one folder each; :mod:`drivers.registry` names them.
 
-Driver name = folder name = config table name (``[[drivers.<name>]]``); a test checks
-that the registry and gateway.config.DriversConfig agree.
+This package imports nothing, so loading a driver's config never loads a driver.
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
-from drivers.mqtt.driver import MqttDriver
-from drivers.serial.driver import SerialDriver
-
-REGISTRY: dict[str, Callable[..., Any]] = {
-    "serial": SerialDriver,
-    "mqtt": MqttDriver,
-}

@@ -28,7 +28,7 @@ from types import TracebackType
 from drivers.serial.protocol import encode_reading, encode_status
 from firmware_sim.faults import Fault, FaultInjector
 from firmware_sim.thermal import ColdRoom, Probe, ZoneModel
-from gateway.clock import Clock, SystemClock
+from gateway.core.clock import Clock, SystemClock
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.thermal import ColdRoom, Probe
-from gateway.clock import Clock, SystemClock
+from gateway.core.clock import Clock, SystemClock
 
 MALFORMED_KINDS = ("not_json", "missing_temp", "temp_string")
 

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from gateway import __version__
-from gateway.clock import iso_utc
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.clock import iso_utc
+from gateway.core.errors import ConfigError, GatewayError
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def summary(config: GatewayConfig, path: str) -> str:
         f"  hub        {config.hub.id} ({config.hub.timezone})",
         f"  zones      {len(config.zones)}: {', '.join(z.id for z in config.zones)}",
         f"  sensors    {len(config.sensors)}",
-        f"  drivers    serial x{len(config.drivers.serial)}, mqtt x{len(config.drivers.mqtt)}",
+        f"  drivers    {_driver_counts(config)}",
         f"  journal    {config.journal.path} (synchronous={config.journal.synchronous})",
     ]
     influx = config.sinks.influx
@@ -50,8 +51,8 @@ def summary(config: GatewayConfig, path: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.logs import setup_logging
-    from gateway.supervise_process import install_signal_handlers, run_with_reload
+    from gateway.runtime.logs import setup_logging
+    from gateway.runtime.reload import install_signal_handlers, run_with_reload
 
     try:
         config = load_config(args.config)
@@ -87,14 +88,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    from gateway.status_view import render_status
+    from gateway.runtime.status_view import render_status
 
     render_status(status)
     return 0
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
-    from gateway.journal import Journal
+    from gateway.journal.store import Journal
 
     config = load_config(args.config)
     journal = Journal(config.journal.path)
@@ -112,8 +113,8 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
 def _cmd_alerts(args: argparse.Namespace) -> int:
     import time
 
-    from gateway.alerts import AlertError, AlertStore
-    from gateway.journal import Journal
+    from gateway.alerts.store import AlertError, AlertStore
+    from gateway.journal.store import Journal
 
     config = load_config(args.config)
     journal = Journal(config.journal.path)
@@ -148,8 +149,9 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 def _cmd_handoff(args: argparse.Namespace) -> int:
     import time
 
-    from gateway.custody import CustodyEvent, CustodyLedger
-    from gateway.journal import Journal
+    from gateway.custody.events import CustodyEvent
+    from gateway.custody.ledger import CustodyLedger
+    from gateway.journal.store import Journal
 
     config = load_config(args.config)
     body: dict[str, object] = {
@@ -218,7 +220,7 @@ def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.apps.demo import run_demo
 
     return run_demo(args)
 
@@ -280,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
     p.set_defaults(func=_cmd_handoff)
 
-    from gateway.verify import add_verify_arguments, run_verify
+    from gateway.custody.verify import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="check the custody hash chain in the journal and InfluxDB")
     add_verify_arguments(p)
@@ -316,3 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _driver_counts(config: GatewayConfig) -> str:
+    counts = Counter(kind for kind, _, _ in config.drivers.blocks())
+    return ", ".join(f"{kind} x{n}" for kind, n in counts.items()) or "none"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics
+from gateway.apps.localservices import InfluxDB1, Mosquitto, VictoriaMetrics
 
 # ---------------------------------------------------------------------------------------
 # Hypothesis: property tests assert behaviour, not speed. On a loaded 2-core CI box data
@@ -25,7 +25,7 @@ settings.register_profile(
 settings.load_profile("coldchain")
 
 # ---------------------------------------------------------------------------------------
-# Real services: private Mosquitto, InfluxDB 1.x and VictoriaMetrics (gateway.services)
+# Real services: private Mosquitto, InfluxDB 1.x and VictoriaMetrics (gateway.apps.localservices)
 # ---------------------------------------------------------------------------------------
 
 

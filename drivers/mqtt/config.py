@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.connection import MqttConnectionConfig
+from drivers.base import DriverConfig
+from gateway.core.tls import MqttConnectionConfig
 
 
 class TopicMapping(BaseModel):
@@ -36,10 +38,9 @@ class TopicMapping(BaseModel):
         return self
 
 
-class MqttDriverConfig(MqttConnectionConfig):
+class MqttDriverConfig(MqttConnectionConfig, DriverConfig):
     """Sensor nodes on a broker, subscribed at QoS 1 with a persistent session."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="instance name, unique")
     qos: Literal[0, 1] = 1
     subscriptions: list[TopicMapping] = Field(min_length=1)
     sensor_ids: dict[str, str] = Field(
@@ -47,3 +48,17 @@ class MqttDriverConfig(MqttConnectionConfig):
         description="optional device id -> sensor id; unmapped ids are used as they are",
     )
     max_payload_bytes: int = Field(default=16_384, ge=64)
+
+    def sensor_refs(self) -> Iterator[tuple[str, str]]:
+        """Each mapped device's sensor."""
+        for device, sensor in self.sensor_ids.items():
+            yield f"sensor_ids.{device}", sensor
+
+    def resources(self) -> Iterator[str]:
+        """The session: two drivers with one client id on one broker steal it."""
+        yield f"mqtt-session:{self.host}:{self.port}:{self.session_client_id}"
+
+    @property
+    def session_client_id(self) -> str:
+        """The client id the persistent session is kept under."""
+        return self.client_id or f"coldchain-{self.name}"

@@ -2,8 +2,8 @@
 
 Each :meth:`MqttDriver.deliveries` call is one connection: connect with the fixed client
 id and ``clean_session=False``, subscribe every mapping, then yield deliveries until the
-broker goes away (:class:`~gateway.errors.DriverDisconnected`). Reconnecting is the
-supervisor's job (``gateway.supervisor``), not this driver's.
+broker goes away (:class:`~gateway.core.errors.DriverDisconnected`). Reconnecting is the
+supervisor's job (``gateway.runtime.reconnect``), not this driver's.
 
 A QoS 1 message is acknowledged (PUBACK) only when the supervisor calls the delivery's
 ``ack`` after the journal committed it; until then the broker keeps it in the session and
@@ -17,7 +17,8 @@ import asyncio
 import logging
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiomqtt
@@ -25,10 +26,10 @@ import paho.mqtt.client as paho
 
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.mqtt.payload import TopicRouter
-from gateway.clock import Clock
-from gateway.connection import persistent_session_kwargs
-from gateway.errors import DriverDisconnected, DriverError
-from gateway.model import Delivery, RawSample, Reject
+from gateway.core.clock import Clock
+from gateway.core.errors import DriverDisconnected, DriverError
+from gateway.core.model import Delivery, RawSample, Reject
+from gateway.core.tls import persistent_session_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class MqttDriver:
         self.config = config
         self.name: str = config.name
         self.source: str = f"mqtt:{config.name}"
-        self.client_id: str = config.client_id or f"coldchain-{config.name}"
+        self.client_id: str = config.session_client_id
         self._clock = clock
         self._factory: ClientFactory = client_factory or aiomqtt.Client
         self._router = TopicRouter(
@@ -79,6 +80,7 @@ class MqttDriver:
         self._tls: ssl.SSLContext | None = config.tls.context(f"mqtt driver {config.name}")
         self._connection: _Connection | None = None
         self._closed = False
+        self._counts: Counter[str] = Counter()
 
     def _new_client(self) -> aiomqtt.Client:
         """A fresh aiomqtt client for one connection, manual acks on."""
@@ -103,6 +105,7 @@ class MqttDriver:
         try:
             async with client:
                 await self._subscribe(client)
+                self._counts["connects"] += 1
                 log.info(
                     "connected to %s as %s", where, self.client_id, extra={"component": self.name}
                 )
@@ -116,6 +119,7 @@ class MqttDriver:
         except aiomqtt.MqttError as exc:
             if self._closed:
                 return
+            self._counts["disconnects"] += 1
             msg = f"mqtt broker {where}: {exc}"
             raise DriverDisconnected(msg) from exc
         finally:
@@ -181,7 +185,19 @@ class MqttDriver:
                 samples.append(result)
             else:
                 rejects.append(result)
+        counts = self._counts
+        counts["messages"] += len(batch)
+        counts["samples"] += len(samples)
+        for reject in rejects:
+            counts[f"rejects.{reject.reason}"] += 1
         return Delivery(samples=samples, rejects=rejects, ack=_acknowledger(connection, to_ack))
+
+    def stats(self) -> Mapping[str, int]:
+        """Counters across reconnects: messages, samples, rejects by reason, (dis)connects."""
+        return dict(self._counts)
+
+    def keep_open_for_reload(self) -> None:
+        """Nothing to keep: unacknowledged messages are redelivered to the next session."""
 
     async def close(self) -> None:
         """Disconnect from the broker; a running deliveries() ends without error."""

@@ -2,7 +2,7 @@
 
 This is the MQTT hot path: one ``json.loads`` per message, field paths split once when
 the mapper is built, no regular expressions. A payload that cannot become a sample is
-returned as a dead-letter :class:`~gateway.model.Reject`, never raised.
+returned as a dead-letter :class:`~gateway.core.model.Reject`, never raised.
 
 Reject reasons (exact strings, they become counter labels):
 
@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Final
 
 from drivers.mqtt.config import TopicMapping
-from gateway.clock import NS_PER_S, datetime_to_ns
-from gateway.model import RawSample, Reject
+from gateway.core.clock import NS_PER_S, datetime_to_ns
+from gateway.core.model import RawSample, Reject
 
 TOO_LARGE: Final = "too_large"
 NOT_JSON: Final = "not_json"

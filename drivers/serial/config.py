@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Iterator
+
+from pydantic import Field
+
+from drivers.base import DriverConfig
 
 
-class SerialDriverConfig(BaseModel):
+class SerialDriverConfig(DriverConfig):
     """One multi-probe sensor board on one tty."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="instance name, unique")
     port: str = Field(description="tty path, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...")
     baudrate: int = Field(default=115200, gt=0)
     board: str | None = Field(
@@ -20,3 +21,12 @@ class SerialDriverConfig(BaseModel):
         description="probe channel on the board -> sensor id in [[sensors]]", min_length=1
     )
     max_line_bytes: int = Field(default=256, ge=32, le=4096)
+
+    def sensor_refs(self) -> Iterator[tuple[str, str]]:
+        """Each probe channel's sensor."""
+        for channel, sensor in self.probes.items():
+            yield f"probes.{channel}", sensor
+
+    def resources(self) -> Iterator[str]:
+        """The tty: one driver per port (each board needs its own)."""
+        yield f"tty:{self.port}"

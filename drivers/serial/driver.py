@@ -1,7 +1,7 @@
 """Serial driver: reads ``$CCR`` lines from one board's tty and yields deliveries.
 
 The driver opens the port once per :meth:`SerialDriver.deliveries` call and raises
-:class:`~gateway.errors.DriverDisconnected` when the port goes away; reconnecting with
+:class:`~gateway.core.errors.DriverDisconnected` when the port goes away; reconnecting with
 backoff is the supervisor's job, not the driver's.
 """
 
@@ -11,15 +11,15 @@ import asyncio
 import logging
 import termios
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
+from drivers.ports import PARKED
 from drivers.serial.config import SerialDriverConfig
 from drivers.serial.protocol import REASON_LINE_TOO_LONG, LineDecoder
-from gateway.clock import Clock
-from gateway.errors import DriverDisconnected
-from gateway.model import Delivery, RawSample, Reject
+from gateway.core.clock import Clock
+from gateway.core.errors import DriverDisconnected
+from gateway.core.model import Delivery, RawSample, Reject
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,6 @@ class LineSplitter:
         return Delivery(samples=samples, rejects=rejects)
 
 
-PARK_S: Final = 60.0  # a safety net: the reload sweeps unclaimed ports once it is up
-
-
 def _take_buffered(reader: asyncio.StreamReader) -> bytes:
     """Bytes a StreamReader holds but will not return after an error (private buffer)."""
     buffer = getattr(reader, "_buffer", None)
@@ -153,60 +150,8 @@ def _take_buffered(reader: asyncio.StreamReader) -> bytes:
 _Held = tuple[asyncio.StreamReader, asyncio.StreamWriter, LineSplitter]
 
 
-class _ParkedPorts:
-    """Open ports between two gateways of one process (a SIGHUP reload).
-
-    A parked port keeps its transport: bytes the board sends meanwhile wait in the
-    stream reader (or, once that is full, in the tty), and the splitter keeps a partial
-    line. The next driver for the same port and baud rate claims it; one for the same
-    port at another rate closes it first. Unclaimed ports close after ``PARK_S``.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[
-            str, tuple[int, _Held, asyncio.TimerHandle, asyncio.AbstractEventLoop]
-        ] = {}
-
-    def park(self, port: str, baudrate: int, held: _Held) -> None:
-        self.close(port)
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(PARK_S, self.close, port)
-        self._held[port] = (baudrate, held, timer, loop)
-
-    def claim(self, port: str, baudrate: int) -> _Held | None:
-        entry = self._held.get(port)
-        if entry is None:
-            return None
-        rate, held, _, loop = entry
-        if rate != baudrate or loop is not asyncio.get_running_loop():
-            self.close(port)  # another rate, or parked by another event loop: reopen
-            return None
-        del self._held[port]
-        entry[2].cancel()
-        return held
-
-    def close(self, port: str) -> None:
-        entry = self._held.pop(port, None)
-        if entry is None:
-            return
-        entry[2].cancel()
-        try:
-            entry[1][1].close()
-        except RuntimeError as exc:  # its event loop is already closed
-            log.debug("%s: parked port of a closed loop: %s", port, exc)
-        log.info("%s: parked port closed", port)
-
-    def close_all(self) -> None:
-        for port in list(self._held):
-            self.close(port)
-
-
-_PARKED = _ParkedPorts()
-
-
-def close_parked_ports() -> None:
-    """Close every port still parked (the process is ending)."""
-    _PARKED.close_all()
+def _close_held(held: _Held) -> None:
+    held[1].close()
 
 
 class SerialDriver:
@@ -220,13 +165,13 @@ class SerialDriver:
     ) -> None:
         self.config = config
         self.name = config.name
-        self.stats = SerialStats()
+        self._counts = SerialStats()
         self._clock = clock
         self._open_port: OpenPort = open_port or open_serial_port
         self._decoder = LineDecoder.from_config(config)
         self._writer: asyncio.StreamWriter | None = None
-        # Set by the gateway before a config reload: a graceful stop parks the open port
-        # (see _ParkedPorts) instead of closing it, so no byte is lost in between.
+        # Set before a config reload (keep_open_for_reload): a graceful stop parks the open
+        # port (drivers.ports) instead of closing it, so no byte is lost in between.
         self.park_on_close = False
         # Set while a port is open; tests and health checks wait on it.
         self.connected = asyncio.Event()
@@ -234,10 +179,10 @@ class SerialDriver:
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """Open the port and yield batches of decoded lines until it goes away."""
         port = self.config.port
-        held = _PARKED.claim(port, self.config.baudrate)
+        held: _Held | None = PARKED.claim(port, self.config.baudrate)
         if held is not None:
             reader, writer, splitter = held
-            splitter.rebind(self._decoder, self.stats)
+            splitter.rebind(self._decoder, self._counts)
             log.info("%s: took over %s, kept open across the reload", self.name, port)
         else:
             try:
@@ -245,10 +190,10 @@ class SerialDriver:
             except (OSError, termios.error) as exc:  # serial.SerialException is an OSError
                 msg = f"{self.name}: cannot open {port}: {exc}"
                 raise DriverDisconnected(msg) from exc
-            splitter = LineSplitter(self._decoder, self.stats)
+            splitter = LineSplitter(self._decoder, self._counts)
             log.info("%s: opened %s", self.name, port)
         self._writer = writer
-        self.stats.opens += 1
+        self._counts.opens += 1
         self.connected.set()
         park = False
         try:
@@ -263,11 +208,11 @@ class SerialDriver:
                     if buffered:
                         for delivery in splitter.feed(buffered, self._clock.now_ns()):
                             yield delivery
-                    self.stats.disconnects += 1
+                    self._counts.disconnects += 1
                     msg = f"{self.name}: {port} went away: {exc}"
                     raise DriverDisconnected(msg) from exc
                 if not chunk:
-                    self.stats.disconnects += 1
+                    self._counts.disconnects += 1
                     msg = f"{self.name}: {port} closed (EOF)"
                     raise DriverDisconnected(msg)
                 for delivery in splitter.feed(chunk, self._clock.now_ns()):
@@ -281,10 +226,29 @@ class SerialDriver:
             if park and self._writer is writer:
                 self._writer = None
                 self.connected.clear()
-                _PARKED.park(port, self.config.baudrate, (reader, writer, splitter))
+                PARKED.park(port, self.config.baudrate, (reader, writer, splitter), _close_held)
                 log.info("%s: %s kept open for the next config", self.name, port)
             else:
                 await self.close()
+
+    def keep_open_for_reload(self) -> None:
+        """A graceful stop parks the open port for the next gateway (no byte lost)."""
+        self.park_on_close = True
+
+    def stats(self) -> Mapping[str, int]:
+        """Counters across reconnects; rejects by reason as ``rejects.<reason>``."""
+        s = self._counts
+        out = {
+            "opens": s.opens,
+            "disconnects": s.disconnects,
+            "bytes_read": s.bytes_read,
+            "lines": s.lines,
+            "samples": s.samples,
+            "status_lines": s.status_lines,
+            "partial_lines_discarded": s.partial_lines_discarded,
+        }
+        out.update({f"rejects.{reason}": n for reason, n in sorted(s.rejects.items())})
+        return out
 
     async def close(self) -> None:
         """Close the port if open; safe to call twice."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drivers.serial.config import SerialDriverConfig
-from gateway.model import RawSample, Reject
+from gateway.core.model import RawSample, Reject
 
 # Reject reasons: they become counter labels, keep them stable.
 REASON_CHECKSUM = "checksum"

@@ -37,7 +37,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import InsecureRequestWarning
 
 from gateway.config import InfluxSinkConfig
-from gateway.errors import SinkRejected, SinkUnavailable
+from gateway.core.errors import SinkRejected, SinkUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.clock import NS_PER_S
 from gateway.config import GatewayConfig
-from gateway.rules.profiles import ProductProfile
+from gateway.core.clock import NS_PER_S
+from gateway.sop.profiles import ProductProfile
 from gateway.trace.analysis import TraceResult, analyze, custody_spans
 from gateway.trace.query import (
     CustodyStep,

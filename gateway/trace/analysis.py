@@ -11,7 +11,7 @@ How the numbers are made:
   interval still open at ``as_of_ns`` ends there.
 - Zone value: at each usable reading of a zone (quality without SENTINEL, IMPOSSIBLE or
   SPIKE), the worst of the zone's sensors' latest usable readings, sensors silent for more
-  than 3 intervals left out (as the SOP engine does, :func:`gateway.sop.severity`). The
+  than 3 intervals left out (as the SOP engine does, :func:`gateway.sop.zones.severity`). The
   value the zone had when the shipment arrived stands at the interval start.
 - Min and max are over every usable sensor reading in custody; the time-weighted average
   and MKT are over the zone values, each standing until the next one, data gaps left out.
@@ -37,15 +37,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.clock import NS_PER_S, iso_utc
 from gateway.config import SensorConfig, ZoneConfig
-from gateway.custody import CustodyKind
-from gateway.dwell import DEFAULT_DWELL_RULES, DwellRule
-from gateway.model import Quality
-from gateway.rules.excursion import CumulativeBudget, ExcursionDetector
-from gateway.rules.mkt import mean_kinetic_temperature, time_weighted_samples
-from gateway.rules.profiles import ProductProfile
-from gateway.sop import STALE_INTERVALS, severity
+from gateway.core.clock import NS_PER_S, iso_utc
+from gateway.core.model import Quality
+from gateway.custody.events import CustodyKind
+from gateway.sop.excursion import CumulativeBudget, ExcursionDetector
+from gateway.sop.mkt import mean_kinetic_temperature, time_weighted_samples
+from gateway.sop.profiles import ProductProfile
+from gateway.sop.settings import DEFAULT_DWELL_RULES, DwellRule
+from gateway.sop.zones import STALE_INTERVALS, severity
 from gateway.trace.query import AlarmRecord, CustodyStep, TraceInputError, TracePoint
 
 Verdict = Literal["accept", "review", "reject"]

@@ -21,9 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.clock import datetime_to_ns, iso_utc
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.clock import datetime_to_ns, iso_utc
+from gateway.core.errors import ConfigError, GatewayError
 from gateway.trace import DEFAULT_CONTEXT_S, build_trace
 from gateway.trace.analysis import TraceResult
 from gateway.trace.outputs import write_csv, write_json
@@ -115,12 +115,12 @@ def open_source(args: argparse.Namespace, config: GatewayConfig) -> TraceSource:
 
 
 def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
-    """The hub's custody hash-chain check from gateway.verify, on the trace's source.
+    """The hub's custody hash-chain check from gateway.custody.verify, on the trace's source.
 
     None when the chain could not be read (the report then says "not verified").
     The journal check opens the journal the way ``coldchain verify`` does.
     """
-    from gateway import verify
+    from gateway.custody import verify
 
     try:
         if args.source == "influx":

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.clock import NS_PER_S, iso_utc
+from gateway.core.clock import NS_PER_S, iso_utc
 from gateway.trace.analysis import TraceResult, usable
 
 SUMMARY_SCHEMA_VERSION = "1"

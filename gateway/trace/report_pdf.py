@@ -31,7 +31,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from gateway.clock import NS_PER_S, iso_utc
+from gateway.core.clock import NS_PER_S, iso_utc
 from gateway.trace.analysis import TraceResult
 
 CHART_BUCKETS = 600

@@ -24,7 +24,7 @@ import pytest
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.thermal import Probe
-from gateway.services import InfluxDB1
+from gateway.apps.localservices import InfluxDB1
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.serial.protocol import LineDecoder, encode_reading
 from firmware_sim.faults import Fault, FaultInjector, FaultRates
-from gateway.model import Reject
+from gateway.core.model import Reject
 
 
 def test_parse_rates() -> None:

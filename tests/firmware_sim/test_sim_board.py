@@ -10,7 +10,7 @@ import pytest
 
 from drivers.serial.protocol import LineDecoder
 from firmware_sim.board import BoardUnpluggedError, SensorBoardSim
-from gateway.model import RawSample
+from gateway.core.model import RawSample
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ PROBE = """
 import sys
 from gateway.cli import build_parser
 build_parser().parse_args(["run", "--config", "x.toml"])
-import gateway.daemon
+import gateway.runtime.daemon
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"reportlab", "rich", "PIL"})
 print(",".join(heavy))
 """

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.alerts import (
+from gateway.alerts.store import (
     AlertStore,
     HubState,
     Severity,
@@ -19,7 +19,7 @@ from gateway.alerts import (
     retained_payload,
     status_payload,
 )
-from gateway.journal import Journal
+from gateway.journal.store import Journal
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 T0 = 1_767_225_600_000_000_000

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.config import GatewayConfig, parse_config
-from gateway.daemon import Gateway
+from gateway.runtime.daemon import Gateway
 
 
 @contextlib.asynccontextmanager

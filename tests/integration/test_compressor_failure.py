@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.thermal import ColdRoom, Probe
-from gateway.services import InfluxDB1, Mosquitto
+from gateway.apps.localservices import InfluxDB1, Mosquitto
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

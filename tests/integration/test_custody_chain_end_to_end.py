@@ -13,8 +13,8 @@ import pytest
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.thermal import Probe
+from gateway.apps.localservices import InfluxDB1
 from gateway.cli import main
-from gateway.services import InfluxDB1
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 

@@ -16,11 +16,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.apps.localservices import Mosquitto
 from gateway.cli import main
-from gateway.clock import ManualClock
 from gateway.config import GatewayConfig
-from gateway.daemon import Gateway
-from gateway.services import Mosquitto
+from gateway.core.clock import ManualClock
+from gateway.runtime.daemon import Gateway
 from tests.integration.harness import hub_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

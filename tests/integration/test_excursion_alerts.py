@@ -10,9 +10,9 @@ import pytest
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.thermal import Probe
-from gateway.alerts import Alert
+from gateway.alerts.store import Alert
+from gateway.apps.localservices import InfluxDB1
 from gateway.cli import main
-from gateway.services import InfluxDB1
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.node import SensorNodeSim
-from gateway.services import InfluxDB1, Mosquitto, VictoriaMetrics
+from gateway.apps.localservices import InfluxDB1, Mosquitto, VictoriaMetrics
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 DEVICES = ["node-1", "node-2", "node-3"]

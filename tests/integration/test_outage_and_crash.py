@@ -14,8 +14,8 @@ import pytest
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.node import SensorNodeSim
-from gateway.journal import Journal
-from gateway.services import InfluxDB1, Mosquitto
+from gateway.apps.localservices import InfluxDB1, Mosquitto
+from gateway.journal.store import Journal
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 OUTAGE_S = float(os.environ.get("COLDCHAIN_TEST_OUTAGE_S", "30"))

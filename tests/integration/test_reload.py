@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.node import SensorNodeSim
-from gateway.services import InfluxDB1, Mosquitto
+from gateway.apps.localservices import InfluxDB1, Mosquitto
 from tests.integration.harness import wait_for
 
 DEVICES = ["node-1", "node-2", "node-3"]

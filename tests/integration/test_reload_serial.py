@@ -12,8 +12,8 @@ import pytest
 
 from firmware_sim.board import SensorBoardSim
 from gateway.config import load_config
-from gateway.daemon import Gateway
-from gateway.supervise_process import run_with_reload
+from gateway.runtime.daemon import Gateway
+from gateway.runtime.reload import run_with_reload
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration

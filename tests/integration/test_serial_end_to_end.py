@@ -7,7 +7,7 @@ from pathlib import Path
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.thermal import ColdRoom, Probe
-from gateway.services import InfluxDB1
+from gateway.apps.localservices import InfluxDB1
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 PROBES = {"1": "cr1-a", "2": "cr1-b", "3": "cr1-c"}

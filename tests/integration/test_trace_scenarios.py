@@ -11,8 +11,8 @@ from typing import Any
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.thermal import Probe
+from gateway.apps.localservices import InfluxDB1
 from gateway.cli import main
-from gateway.services import InfluxDB1
 from tests.integration.harness import hub_config, running_gateway, wait_for
 
 MIN_MS = 60_000

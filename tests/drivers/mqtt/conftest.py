@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.mqtt.config import MqttDriverConfig, TopicMapping
-from gateway.services import Mosquitto
+from gateway.apps.localservices import Mosquitto
 
 Message = tuple[str, bytes | dict[str, Any]]
 

@@ -13,10 +13,10 @@ import pytest
 
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.mqtt.driver import MAX_BATCH, MqttDriver, _BufferedSocket
-from gateway.clock import ManualClock
-from gateway.errors import DriverDisconnected
-from gateway.model import Delivery, RawSample, Reject
-from gateway.services import Mosquitto
+from gateway.apps.localservices import Mosquitto
+from gateway.core.clock import ManualClock
+from gateway.core.errors import DriverDisconnected
+from gateway.core.model import Delivery, RawSample, Reject
 
 pytestmark = pytest.mark.integration
 

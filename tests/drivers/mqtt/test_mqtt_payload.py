@@ -17,8 +17,8 @@ from drivers.mqtt.payload import (
     TopicRouter,
     filter_matches,
 )
-from gateway.clock import NS_PER_S
-from gateway.model import RawSample, Reject
+from gateway.core.clock import NS_PER_S
+from gateway.core.model import RawSample, Reject
 
 RECEIVED_NS = 1_767_225_600 * NS_PER_S
 SOURCE = "mqtt:nodes"

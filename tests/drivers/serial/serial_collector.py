@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from drivers.serial.driver import SerialDriver
-from gateway.errors import DriverDisconnected
-from gateway.model import RawSample, Reject
+from gateway.core.errors import DriverDisconnected
+from gateway.core.model import RawSample, Reject
 
 
 class Collector:

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from drivers.serial.config import SerialDriverConfig
 from drivers.serial.driver import LineSplitter, SerialDriver, SerialStats
 from drivers.serial.protocol import REJECT_REASONS, LineDecoder, encode_reading, encode_status
-from gateway.clock import ManualClock
-from gateway.errors import DriverDisconnected
-from gateway.model import Delivery
+from gateway.core.clock import ManualClock
+from gateway.core.errors import DriverDisconnected
+from gateway.core.model import Delivery
 
 CONFIG = SerialDriverConfig(
     name="b1", port="/dev/ttySIM", board="B1", probes={"1": "cr1-a", "2": "cr1-b"}
@@ -133,7 +133,7 @@ async def test_driver_yields_deliveries_and_raises_on_eof(
         ("cr1-b", 2, clock.now_ns()),
     ]
     assert [r.reason for d in got for r in d.rejects] == ["garbage"]
-    assert driver.stats.disconnects == 1
+    assert driver.stats()["disconnects"] == 1
     assert not driver.connected.is_set()
 
 

@@ -12,8 +12,8 @@ from drivers.serial.config import SerialDriverConfig
 from drivers.serial.driver import SerialDriver
 from firmware_sim.board import BoardUnpluggedError, SensorBoardSim
 from firmware_sim.faults import Fault, FaultInjector, FaultRates
-from gateway.clock import SystemClock
-from gateway.model import RawSample
+from gateway.core.clock import SystemClock
+from gateway.core.model import RawSample
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ async def test_free_running_board_with_status_lines(collectors: MakeCollector) -
         await col.wait_for(lambda: len(col.samples) >= 200)
         assert by_sensor(col.samples) == expected(sim)
         assert sim.sent.status == 5
-        assert driver.stats.status_lines == 5
+        assert driver.stats()["status_lines"] == 5
         assert not col.rejects
 
 
@@ -160,4 +160,4 @@ async def test_unplug_and_replug_resumes_through_the_stable_link(
     await col.wait_for(lambda: len(col.samples) >= 200)
     assert by_sensor(col.samples) == expected(board)
     assert [s.seq for s in col.samples if s.sensor == "cr1-a"] == list(range(1, 51))
-    assert driver.stats.opens == 2
+    assert driver.stats()["opens"] == 2

@@ -6,13 +6,14 @@ import asyncio
 
 import pytest
 
+from drivers.ports import close_parked_ports
 from drivers.serial.config import SerialDriverConfig
-from drivers.serial.driver import SerialDriver, close_parked_ports
+from drivers.serial.driver import SerialDriver
 from firmware_sim.board import SensorBoardSim
-from gateway.clock import SystemClock
-from gateway.metrics import Counters
-from gateway.model import Delivery
-from gateway.supervisor import supervise
+from gateway.core.clock import SystemClock
+from gateway.core.metrics import Counters
+from gateway.core.model import Delivery
+from gateway.runtime.reconnect import supervise
 
 pytestmark = pytest.mark.integration
 

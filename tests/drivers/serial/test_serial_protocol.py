@@ -18,7 +18,7 @@ from drivers.serial.protocol import (
     encode_status,
     frame,
 )
-from gateway.model import RawSample, Reject
+from gateway.core.model import RawSample, Reject
 
 RECEIVED_NS = 1_767_225_601_000_000_000
 # The worked example in docs/serial-protocol.md.

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from gateway.apps.localservices import InfluxDB1, VictoriaMetrics, free_port
 from gateway.config import InfluxSinkConfig
-from gateway.errors import SinkRejected, SinkUnavailable
-from gateway.lineprotocol import encode, line, reading_line
-from gateway.model import Reading
-from gateway.services import InfluxDB1, VictoriaMetrics, free_port
+from gateway.core.errors import SinkRejected, SinkUnavailable
+from gateway.core.model import Reading
+from gateway.outbox.lineprotocol import encode, line, reading_line
 from gateway.sinks.influx import InfluxRejected, InfluxUnavailable, InfluxWriter, parse_retry_after
 
 TS = 1_700_000_000_000_000_000

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.clock import iso_utc
 from gateway.config import GatewayConfig
-from gateway.model import Quality
+from gateway.core.clock import iso_utc
+from gateway.core.model import Quality
 from gateway.trace.analysis import TraceResult, analyze, custody_spans
 from gateway.trace.query import AlarmRecord, CustodyStep, TraceInputError, TracePoint
 

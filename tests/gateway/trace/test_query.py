@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.custody import CustodyEvent, CustodyLedger
-from gateway.journal import Journal
-from gateway.lineprotocol import line, reading_line
-from gateway.model import Reading
-from gateway.services import InfluxDB1
+from gateway.apps.localservices import InfluxDB1
+from gateway.core.model import Reading
+from gateway.custody.events import CustodyEvent
+from gateway.custody.ledger import CustodyLedger
+from gateway.journal.store import Journal
+from gateway.outbox.lineprotocol import line, reading_line
 from gateway.trace.query import (
     InfluxSource,
     JournalSource,

@@ -13,13 +13,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.alerts import Alert, AlertState, Severity, alert_line
-from gateway.chain import GENESIS_HASH, HandoffRecord, custody_line, record_hash
-from gateway.clock import iso_utc
+from gateway.alerts.store import Alert, AlertState, Severity
+from gateway.apps.localservices import InfluxDB1
 from gateway.config import GatewayConfig, load_config
-from gateway.lineprotocol import line, reading_line
-from gateway.model import Reading
-from gateway.services import InfluxDB1
+from gateway.core.clock import iso_utc
+from gateway.core.model import Reading
+from gateway.custody.chain import GENESIS_HASH, HandoffRecord, record_hash
+from gateway.outbox.lineprotocol import line, reading_line
+from gateway.outbox.streams import alert_line, custody_line
 from gateway.trace import build_trace
 from gateway.trace.analysis import TraceResult
 from gateway.trace.cli import main as trace_main
@@ -126,7 +127,7 @@ def write_scenario(
 
 
 def custody_lines(shipment: str, steps: list[tuple[str, str, int]]) -> list[str]:
-    """Hash-chained handoff records (gateway.chain) as line protocol, seq from 1."""
+    """Hash-chained handoff records (gateway.custody.chain) as line protocol, seq from 1."""
     out = []
     prev = GENESIS_HASH
     for seq, (kind, zone, minute) in enumerate(steps, start=1):

@@ -1,0 +1,1 @@
+"""Alert lifecycle: raised, acknowledged, cleared; one active per rule and subject, journaled."""

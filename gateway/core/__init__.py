@@ -1,0 +1,4 @@
+"""Shared kernel: domain records, clock, errors, backoff, counters.
+
+No I/O; imports nothing above it.
+"""

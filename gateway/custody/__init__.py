@@ -1,0 +1,1 @@
+"""Custody of shipments: events, the hash-chained ledger, the CLI inbox, chain verification."""

@@ -1,0 +1,76 @@
+"""Raw samples to readings: sensor mapping, calibration and quality flags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.config import GatewayConfig, SensorConfig
+from gateway.core.model import Quality, RawSample, Reading, Reject
+
+DS18B20_SENTINELS = (85.0, -127.0)
+_SENTINEL_MODELS = {"ds18b20", "generic"}
+
+
+@dataclass(slots=True)
+class Normalized:
+    """The outcome of normalising one delivery."""
+
+    readings: list[Reading] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class Normalizer:
+    """Maps samples to configured sensors, applies calibration and sets quality flags."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self._sensors: dict[str, SensorConfig] = config.sensor_index()
+        self._skew_ns = int(config.clock_skew_bound_s * 1e9)
+
+    def normalize(self, samples: Sequence[RawSample]) -> Normalized:
+        """Turn samples into readings; unknown sensors become dead-lettered rejects."""
+        out = Normalized()
+        sensors = self._sensors
+        skew = self._skew_ns
+        for s in samples:
+            cfg = sensors.get(s.sensor)
+            if cfg is None:
+                out.rejects.append(
+                    Reject(
+                        reason="unknown_sensor",
+                        source=s.source,
+                        raw=repr(s).encode(),
+                        detail=f"sensor {s.sensor!r} is not in [[sensors]]",
+                        dead_letter=True,
+                    )
+                )
+                continue
+            quality = 0
+            raw_temp = s.temp_c
+            if cfg.model in _SENTINEL_MODELS and raw_temp in DS18B20_SENTINELS:
+                quality |= Quality.SENTINEL
+            temp = raw_temp + cfg.offset_c
+            if not cfg.min_valid_c <= raw_temp <= cfg.max_valid_c:
+                quality |= Quality.IMPOSSIBLE
+            if s.ts_ns is None:
+                ts = s.received_ns
+                quality |= Quality.NO_DEVICE_TIME
+            else:
+                ts = s.ts_ns
+                if abs(ts - s.received_ns) > skew:
+                    quality |= Quality.CLOCK_SKEW
+            out.readings.append(
+                Reading(
+                    sensor=s.sensor,
+                    ts_ns=ts,
+                    received_ns=s.received_ns,
+                    temp_c=round(temp, 4),
+                    source=s.source,
+                    zone=cfg.zone,
+                    rh=s.rh,
+                    battery_v=s.battery_v,
+                    quality=int(quality),
+                    seq=s.seq,
+                )
+            )
+        return out

@@ -1,0 +1,1 @@
+"""The planner feed: a two-way MQTT session (status, alerts, events out; commands in)."""

@@ -1,0 +1,510 @@
+"""The planner feed: alerts, status and command replies over MQTT for the network planner.
+
+Topics, under ``topic_prefix`` (default ``coldchain/v1/{hub}/``; see docs/planner-feed.md):
+
+- ``status``: retained, online / degraded (from ``health()``) and offline (the Will, and
+  a last retained message on :meth:`PlannerFeed.close`).
+- ``alerts/{alert_id}``: retained while the alert is active; an empty retained message
+  (which deletes the topic) once it cleared.
+- ``events``: QoS 1 stream of alert changes and ``command.rejected`` replies.
+- ``cmd/<name>``: inbound commands; ``ack`` is built in, others go to ``on_command``.
+
+Publishing goes through the journal outbox (``alert_events``) behind the cursor
+``("planner", "alert_events")``. The cursor moves only over events whose publishes were
+all acknowledged by the broker (PUBACK), and only up to the last contiguous one, so a
+broker outage, a reconnect or a gateway crash re-sends from the first unconfirmed event:
+at-least-once and in order. The planner deduplicates by ``(alert_id, type, at)``.
+
+One reconnect loop (:meth:`PlannerFeed.run`) with exponential backoff and full jitter.
+Each connection uses a fresh aiomqtt client with the same fixed client id and
+``clean_session=False``: a fresh client drops paho's queue of unconfirmed publishes from
+the dead connection (paho would re-send them itself on reconnect, on top of the journal
+replay), while the broker keeps the command subscription and its queued commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Final
+
+import aiomqtt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.alerts.store import (
+    PAYLOAD_SCHEMA_VERSION,
+    AlertError,
+    AlertEvent,
+    AlertStore,
+    HubState,
+    event_payload,
+    retained_payload,
+    status_payload,
+)
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock, iso_utc
+from gateway.core.errors import GatewayError
+from gateway.core.metrics import Counters
+from gateway.core.tls import persistent_session_kwargs
+from gateway.custody.events import CustodyRecord
+from gateway.journal.store import JournalRunner
+from gateway.sinks.planner.config import PlannerConfig
+
+log = logging.getLogger(__name__)
+
+COMPONENT: Final = "planner"
+SINK: Final = "planner"
+STREAM: Final = "alert_events"
+EXCEPTIONS_STREAM: Final = "custody_exceptions"
+# Outbox events per batch: each gives two QoS 1 publishes in flight at once.
+BATCH: Final = 100
+# paho's own inflight window (default 20) would queue most of a batch client-side.
+MAX_INFLIGHT: Final = 2 * BATCH
+MAX_COMMAND_ECHO: Final = 1024  # characters of a rejected command echoed back
+OFFLINE_PUBLISH_TIMEOUT_S: Final = 2.0
+CLOSE_TIMEOUT_S: Final = 10.0
+
+CommandHandler = Callable[[dict[str, object]], Awaitable[None]]
+
+
+class CommandRejected(GatewayError):
+    """A command handler refuses a command; the reason goes back on ``events``."""
+
+
+class AckCommand(BaseModel):
+    """Body of ``cmd/ack`` (docs/schemas/ack-command.schema.json)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str = Field(min_length=1)
+    by: str = Field(min_length=1)
+    note: str = ""
+
+
+def _json_bytes(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+
+def rejected_payload(
+    hub: str, at_ns: int, topic: str, reason: str, raw: bytes
+) -> dict[str, object]:
+    """JSON body of a ``command.rejected`` event (docs/schemas/command-rejected.schema.json)."""
+    return {
+        "schema": PAYLOAD_SCHEMA_VERSION,
+        "type": "command.rejected",
+        "hub": hub,
+        "at": iso_utc(at_ns),
+        "topic": topic,
+        "reason": reason,
+        "command": raw.decode("utf-8", errors="replace")[:MAX_COMMAND_ECHO],
+    }
+
+
+def custody_rejected_payload(hub: str, record: CustodyRecord) -> dict[str, object]:
+    """JSON body of a ``custody.rejected`` event (docs/schemas/custody-rejected.schema.json)."""
+    return {
+        "schema": PAYLOAD_SCHEMA_VERSION,
+        "type": "custody.rejected",
+        "hub": hub,
+        "at": iso_utc(record.recorded_ns),
+        "record_id": record.id,
+        "source": record.source,
+        "reason": record.reason or "unknown",
+        "detail": record.detail or "",
+        "shipment": record.shipment,
+        "event": record.kind,
+        "zone": record.zone,
+    }
+
+
+def _first_leaf(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class _Closed(Exception):
+    """Internal: close() asked the session to end."""
+
+
+class PlannerFeed:
+    """Publishes the alert outbox and hub status to the planner; takes commands back."""
+
+    def __init__(
+        self,
+        config: PlannerConfig,
+        hub: str,
+        runner: JournalRunner,
+        store: AlertStore,
+        counters: Counters,
+        clock: Clock,
+        health: Callable[[], tuple[HubState, list[str]]],
+    ) -> None:
+        self.config = config
+        self.hub = hub
+        self.prefix: str = config.topic_prefix.format(hub=hub)
+        self.client_id: str = config.client_id or f"coldchain-{hub}-planner"
+        self.on_command: dict[str, CommandHandler] = {}
+        # Set by the daemon: the custody ledger's rejected_after (exception records).
+        self.custody_exceptions: Callable[[int, int], Sequence[CustodyRecord]] | None = None
+        self._runner = runner
+        self._store = store
+        self._counters = counters
+        self._clock = clock
+        self._health = health
+        # Resolved now so a missing secret or certificate stops the daemon at load.
+        if config.password is not None:
+            config.password.resolve()
+        self._tls: ssl.SSLContext | None = config.tls.context("planner feed")
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._running = False
+        self._client: aiomqtt.Client | None = None
+        self._published_status: tuple[HubState, tuple[str, ...]] | None = None
+
+    # -- topics ------------------------------------------------------------------------
+    @property
+    def status_topic(self) -> str:
+        """Retained hub status."""
+        return f"{self.prefix}status"
+
+    @property
+    def events_topic(self) -> str:
+        """QoS 1 event stream."""
+        return f"{self.prefix}events"
+
+    def alert_topic(self, alert_id: str) -> str:
+        """Retained topic of one alert."""
+        return f"{self.prefix}alerts/{alert_id}"
+
+    # -- public API --------------------------------------------------------------------
+    def wake(self) -> None:
+        """New alert events are in the journal (or health changed): publish now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, publish and reconnect with backoff until close() or cancellation."""
+        counters = self._counters
+        backoff = Backoff(initial=0.5, maximum=self.config.max_backoff_s)
+        self._running = True
+        self._stopped.clear()
+        first_attempt = True
+        try:
+            while not self._closing.is_set():
+                if not first_attempt:
+                    counters.reconnects[COMPONENT] += 1
+                first_attempt = False
+                try:
+                    await self._session(backoff)
+                except aiomqtt.MqttError as exc:
+                    reason = str(exc) or type(exc).__name__
+                except _Closed:
+                    return
+                else:
+                    return
+                counters.connected[COMPONENT] = False
+                if self._closing.is_set():
+                    return
+                counters.error(COMPONENT, reason)
+                delay = backoff.next()
+                log.warning(
+                    "planner broker %s:%d unreachable; alerts wait in the journal; retry in"
+                    " %.1f s: %s",
+                    self.config.host,
+                    self.config.port,
+                    delay,
+                    reason,
+                    extra={"component": COMPONENT},
+                )
+                await self._sleep_unless_closing(delay)
+        finally:
+            counters.connected[COMPONENT] = False
+            self._client = None
+            self._running = False
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Publish a retained offline status, disconnect cleanly and let run() return."""
+        self._closing.set()
+        client = self._client
+        if client is not None:
+            await self._say_offline(client, "gateway stopped")
+            # A DISCONNECT (not a dropped socket): the broker discards the Will, and
+            # the client's message iterator ends, which ends the session in run().
+            client._client.disconnect()
+        if self._running:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._stopped.wait()
+
+    # -- one connection ----------------------------------------------------------------
+    def _new_client(self) -> aiomqtt.Client:
+        config = self.config
+        # The Will is built per connection so its "at" is this connection's start.
+        will = aiomqtt.Will(
+            topic=self.status_topic,
+            payload=_json_bytes(
+                status_payload(
+                    self.hub, HubState.OFFLINE, self._clock.now_ns(), ["gateway connection lost"]
+                )
+            ),
+            qos=1,
+            retain=True,
+        )
+        client = aiomqtt.Client(
+            **persistent_session_kwargs(config, self.client_id, self._tls),
+            will=will,
+            max_inflight_messages=MAX_INFLIGHT,
+        )
+        # Commands are acknowledged (PUBACK) only after they were handled (the ack
+        # journaled, or the rejection published), so a crash in between gets the command
+        # redelivered from the persistent session. aiomqtt has no manual-ack API: switch
+        # it on in the paho client it wraps, before connecting (see drivers/mqtt).
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _session(self, backoff: Backoff) -> None:
+        client = self._new_client()
+        async with client:
+            self._client = client
+            try:
+                if self._closing.is_set():
+                    raise _Closed
+                self._counters.connected[COMPONENT] = True
+                backoff.reset()
+                log.info(
+                    "planner feed connected to %s:%d as %s",
+                    self.config.host,
+                    self.config.port,
+                    self.client_id,
+                    extra={"component": COMPONENT},
+                )
+                self._published_status = None
+                commands = f"{self.prefix}cmd/+"
+                granted = await client.subscribe(commands, qos=self.config.qos)
+                codes = [code if isinstance(code, int) else code.value for code in granted]
+                if any(code >= 0x80 for code in codes):
+                    # Publishing alerts matters more than taking commands: carry on.
+                    msg = f"broker refused subscription {commands!r}: commands are not received"
+                    self._counters.error(COMPONENT, msg)
+                    log.error(msg, extra={"component": COMPONENT})
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._read_commands(client))
+                        tg.create_task(self._publish_loop(client))
+                except* aiomqtt.MqttError as group:
+                    if self._closing.is_set():
+                        raise _Closed from None
+                    raise _first_leaf(group) from None
+            except asyncio.CancelledError:
+                # Cancelled rather than closed: still tell the planner we are going.
+                if not self._closing.is_set():
+                    await self._say_offline(client, "gateway stopped")
+                raise
+            finally:
+                self._client = None
+
+    async def _say_offline(self, client: aiomqtt.Client, reason: str) -> None:
+        payload = status_payload(self.hub, HubState.OFFLINE, self._clock.now_ns(), [reason])
+        try:
+            async with asyncio.timeout(OFFLINE_PUBLISH_TIMEOUT_S):
+                await client.publish(
+                    self.status_topic, _json_bytes(payload), qos=self.config.qos, retain=True
+                )
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.info("could not publish offline status: %s", exc, extra={"component": COMPONENT})
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        interval = self.config.status_interval_s
+        while True:
+            # Cleared before the work, so a wake() during the drain is not lost.
+            self._wake.clear()
+            await self._publish_status(client)
+            await self._drain(client)
+            await self._wait_for_wake(interval)
+
+    async def _publish_status(self, client: aiomqtt.Client) -> None:
+        state, reasons = self._health()
+        current = (HubState(state), tuple(reasons))
+        if current == self._published_status:
+            return
+        payload = status_payload(self.hub, current[0], self._clock.now_ns(), current[1])
+        await client.publish(
+            self.status_topic, _json_bytes(payload), qos=self.config.qos, retain=True
+        )
+        self._published_status = current
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        await self._drain_alert_events(client)
+        await self._drain_custody_exceptions(client)
+
+    async def _drain_custody_exceptions(self, client: aiomqtt.Client) -> None:
+        """Rejected custody events (any source: MQTT, CLI inbox) as ``custody.rejected``."""
+        fetch = self.custody_exceptions
+        if fetch is None:
+            return
+        runner = self._runner
+        journal = runner.journal
+        position = await runner.call(journal.cursor, SINK, EXCEPTIONS_STREAM)
+        while True:
+            batch = await runner.call(fetch, position, BATCH)
+            if not batch:
+                return
+            for record in batch:
+                body = custody_rejected_payload(self.hub, record)
+                await client.publish(self.events_topic, _json_bytes(body), qos=self.config.qos)
+                position = record.id
+                await runner.call(
+                    journal.set_cursor, SINK, EXCEPTIONS_STREAM, position, self._clock.now_ns()
+                )
+                self._counters.written[COMPONENT] += 1
+
+    async def _drain_alert_events(self, client: aiomqtt.Client) -> None:
+        runner = self._runner
+        journal = runner.journal
+        position = await runner.call(journal.cursor, SINK, STREAM)
+        while True:
+            batch = await runner.call(self._store.events_after, position, BATCH)
+            if not batch:
+                return
+            confirmed, failure = await self._publish_batch(client, batch)
+            if confirmed > position:
+                await runner.call(journal.set_cursor, SINK, STREAM, confirmed, self._clock.now_ns())
+                self._counters.written[COMPONENT] += sum(1 for eid, _ in batch if eid <= confirmed)
+                position = confirmed
+            if failure is not None:
+                raise failure
+
+    async def _publish_batch(
+        self, client: aiomqtt.Client, batch: Sequence[tuple[int, AlertEvent]]
+    ) -> tuple[int, aiomqtt.MqttError | None]:
+        """Publish a batch concurrently; (last contiguous confirmed id, first failure)."""
+        calls: list[Coroutine[Any, Any, None]] = []
+        for _, event in batch:
+            body = event_payload(event.alert, event.kind, event.at_ns, event.note)
+            calls.append(client.publish(self.events_topic, _json_bytes(body), qos=self.config.qos))
+            retained = _json_bytes(retained_payload(event.alert)) if event.alert.active else b""
+            calls.append(
+                client.publish(
+                    self.alert_topic(event.alert_id), retained, qos=self.config.qos, retain=True
+                )
+            )
+        # gather starts the calls in list order, and each publish() hands its PUBLISH to
+        # paho before its first await, so packets leave in journal order (the broker keeps
+        # per-topic order for one client). aiomqtt's publish() at QoS 1 returns only after
+        # paho's on_publish fired, which paho calls from _handle_pubackcomp, i.e. on the
+        # PUBACK (aiomqtt/client.py Client.publish: "Wait for confirmation"; its early
+        # return info.is_published() is also set only after that callback). A lost
+        # connection raises MqttError (or the session's TaskGroup cancels us): no cursor
+        # move for those.
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        confirmed = 0
+        failure: aiomqtt.MqttError | None = None
+        for index, (event_id, _) in enumerate(batch):
+            pair = results[2 * index : 2 * index + 2]
+            errors = [r for r in pair if isinstance(r, BaseException)]
+            if errors:
+                first = errors[0]
+                if not isinstance(first, aiomqtt.MqttError):
+                    raise first
+                failure = first
+                break
+            confirmed = event_id
+        return confirmed, failure
+
+    async def _wait_for_wake(self, seconds: float) -> None:
+        """Until wake() or close(), or at most seconds on the injected clock."""
+        waiters = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._closing.wait()),
+            asyncio.ensure_future(self._clock.sleep(seconds)),
+        }
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _sleep_unless_closing(self, seconds: float) -> None:
+        closing = asyncio.ensure_future(self._closing.wait())
+        sleeping = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({closing, sleeping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            sleeping.cancel()
+
+    # -- commands ----------------------------------------------------------------------
+    async def _read_commands(self, client: aiomqtt.Client) -> None:
+        base = f"{self.prefix}cmd/"
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            if topic.startswith(base):
+                await self._handle_command(client, topic, topic[len(base) :], raw)
+            if message.qos:
+                client._client.ack(message.mid, message.qos)
+
+    async def _handle_command(
+        self, client: aiomqtt.Client, topic: str, name: str, raw: bytes
+    ) -> None:
+        try:
+            try:
+                body = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                msg = f"not JSON: {exc}"
+                raise CommandRejected(msg) from exc
+            if not isinstance(body, dict):
+                msg = "the command must be a JSON object"
+                raise CommandRejected(msg)
+            if name == "ack":
+                await self._acknowledge(body)
+                return
+            handler = self.on_command.get(name)
+            if handler is None:
+                msg = f"unknown command {name!r}"
+                raise CommandRejected(msg)
+            await handler(body)
+        except (CommandRejected, ValueError) as exc:
+            # ValueError includes pydantic's ValidationError from handlers' models.
+            await self._reject(client, topic, str(exc), raw, "bad_command")
+        except Exception as exc:
+            # A handler bug must not poison the session: a command that is never acked
+            # would come back after every reconnect. Logged, counted and answered.
+            log.exception("command %s failed", topic, extra={"component": COMPONENT})
+            await self._reject(client, topic, f"internal error: {exc}", raw, "command_failed")
+
+    async def _acknowledge(self, body: dict[str, object]) -> None:
+        try:
+            command = AckCommand.model_validate(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise CommandRejected(problems) from exc
+        try:
+            await self._runner.call(
+                self._store.acknowledge,
+                command.alert_id,
+                command.by,
+                self._clock.now_ns(),
+                command.note,
+            )
+        except AlertError as exc:  # UnknownAlert, AlertAlreadyCleared
+            raise CommandRejected(str(exc)) from exc
+        # The ack appended an "acknowledged" event to the outbox.
+        self.wake()
+
+    async def _reject(
+        self, client: aiomqtt.Client, topic: str, reason: str, raw: bytes, counter: str
+    ) -> None:
+        self._counters.drop(COMPONENT, counter)
+        log.warning("rejected command on %s: %s", topic, reason, extra={"component": COMPONENT})
+        payload = rejected_payload(self.hub, self._clock.now_ns(), topic, reason, raw)
+        await client.publish(self.events_topic, _json_bytes(payload), qos=self.config.qos)

@@ -1,0 +1,364 @@
+"""The SOP engine: runs every rule on committed readings and on the clock, journals alerts.
+
+Rules are pure and return transitions: ``gateway.sop.zones`` zone excursions,
+``gateway.sop.sensor_health`` sensor health, ``gateway.sop.dwell`` dwell timers and
+per-shipment cumulative budgets, fed by custody events from ``gateway.custody.ledger``.
+This module maps each transition to the alert store (one active alert per rule and
+subject) on the journal thread, in order, and tells
+the outputs that new alert events wait in the outbox. Deadlines (alarm delays, stale
+sensors, dwell limits, budgets running out) fire from ``tick()`` on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import get_args
+
+from gateway.alerts.store import AlertStore, Severity
+from gateway.config import GatewayConfig
+from gateway.core.clock import Clock
+from gateway.core.metrics import Counters
+from gateway.core.model import Reading
+from gateway.custody.events import CustodyEvent, CustodyRejected, ShipmentState
+from gateway.custody.ledger import CustodyLedger
+from gateway.journal.store import JournalRunner
+from gateway.sop.dwell import DwellEvent, DwellTimers, ShipmentBudgets
+from gateway.sop.excursion import BudgetEvent, ExcursionEvent
+from gateway.sop.sensor_health import HealthEvent, Rule, SensorHealth, checksum_rejects
+from gateway.sop.zones import MktEvent, ZoneMonitor
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+HEALTH_RULES: frozenset[str] = frozenset(get_args(Rule))
+BUDGET_RULE = "budget"
+MKT_RULE = "mkt"
+Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent | MktEvent
+
+
+class SopEngine:
+    """Evaluates the hub's SOPs and keeps the alert store in step with them."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        runner: JournalRunner,
+        alerts: AlertStore,
+        counters: Counters,
+        clock: Clock,
+    ) -> None:
+        self._runner = runner
+        self.alerts = alerts
+        self._counters = counters
+        self._clock = clock
+        self.monitor = ZoneMonitor(config)
+        self.health = SensorHealth(config.sensors, config.health, started_ns=clock.now_ns())
+        profiles = config.all_profiles()
+        zone_kinds = {z.id: z.kind for z in config.zones}
+        self._zone_kinds = zone_kinds
+        self.ledger = CustodyLedger(
+            runner.journal.connection, config.hub.id, set(zone_kinds), set(profiles)
+        )
+        self.dwell = DwellTimers.rebuild(self.ledger, config.dwell_rules, zone_kinds)
+        self._config = config
+        self.budgets = ShipmentBudgets(
+            profiles,
+            tracked_zones=set(zone_kinds),
+            zone_profiles={z.id: z.profile for z in config.zones if z.profile},
+        )
+        self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
+        self._listeners: list[Callable[[], None]] = []
+        self._rejection_listeners: list[Callable[[], None]] = []
+
+    def on_custody_rejected(self, listener: Callable[[], None]) -> None:
+        """Call listener after a custody event was refused and journaled as an exception."""
+        self._rejection_listeners.append(listener)
+
+    def on_alert_change(self, listener: Callable[[], None]) -> None:
+        """Call listener after every journaled alert transition (outputs drain the outbox)."""
+        self._listeners.append(listener)
+
+    def evaluate(self, readings: Sequence[Reading]) -> None:
+        """Ingest commit listener: rules run on committed readings only, in commit order."""
+        events: list[Transition] = [*self.monitor.observe(readings)]
+        events.extend(self.health.observe(readings))
+        for zone, ts_ns, value in self.monitor.zone_values:
+            events.extend(self.budgets.observe_zone(zone, ts_ns, value))
+        if events:
+            self._queue.put_nowait(events)
+
+    def report(self, events: Sequence[Transition]) -> None:
+        """Queue transitions raised outside the rules (the gateway's own alerts)."""
+        if events:
+            self._queue.put_nowait(list(events))
+
+    async def settled(self) -> None:
+        """Wait until every queued transition is journaled."""
+        await self._queue.join()
+
+    async def restore(self) -> None:
+        """After a restart: health rules learn their active alerts; budgets are replayed.
+
+        A shipment's cumulative budget never resets: its custody intervals are replayed
+        against the journaled readings of its zones, aggregated as the live rules do.
+        """
+        active = await self._runner.call(self.alerts.active)
+        self.health.restore(
+            (a.rule, a.subject)  # type: ignore[misc]
+            for a in active
+            if a.rule in HEALTH_RULES
+        )
+        journal = self._runner.journal
+        now = self._clock.now_ns()
+
+        def zone_samples(zone: str, start_ns: int, end_ns: int | None) -> list[tuple[int, float]]:
+            monitor = ZoneMonitor(self._config)
+            monitor.observe(journal.readings_between([zone], start_ns, end_ns or now + 1))
+            return [(ts, value) for z, ts, value in monitor.zone_values if z == zone]
+
+        replayed = await self._runner.call(self.budgets.replay, self.ledger, zone_samples)
+        for event in replayed:
+            await self._apply(event)
+
+    async def run(self) -> None:
+        """Apply transitions as they come; tick the timers every TICK_S, busy or not."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + TICK_S
+        while True:
+            events: list[Transition] | None = None
+            try:
+                async with asyncio.timeout(max(0.0, next_tick - loop.time())):
+                    events = await self._queue.get()
+            except TimeoutError:
+                pass
+            if events is not None:
+                try:
+                    for event in events:
+                        await self._apply(event)
+                finally:
+                    self._queue.task_done()
+            if loop.time() >= next_tick:
+                await self.tick()
+                next_tick = loop.time() + TICK_S
+
+    def zones_with_shipments(self) -> set[str]:
+        """Zones holding at least one shipment now (a stale one there is a data gap)."""
+        return {s.zone for s in self.ledger.open_shipments()}
+
+    async def apply_custody(self, payload: bytes, source: str) -> ShipmentState:
+        """Journal a custody event (scanner, WMS, CLI) and run the dwell and budget rules.
+
+        Raises CustodyRejected after the rejection was journaled as an exception record.
+        """
+        now = self._clock.now_ns()
+        ledger = self.ledger
+
+        # The zone temperature is read here, on the loop that updates it.
+        temp_c = None
+        shipment = None
+        try:
+            parsed = CustodyEvent.from_json(payload)
+            shipment = parsed.shipment
+            temp_c = self.monitor.zone_temperature(parsed.zone, now)
+        except (ValueError, CustodyRejected):
+            pass  # apply_payload records the malformed payload and raises
+
+        def apply() -> tuple[ShipmentState | None, ShipmentState]:
+            before = ledger.shipment(shipment) if shipment is not None else None
+            return before, ledger.apply_payload(payload, now_ns=now, source=source, temp_c=temp_c)
+
+        try:
+            before, state = await self._runner.call(apply)
+        except CustodyRejected:
+            for listener in self._rejection_listeners:
+                listener()
+            raise
+        if not state.duplicate:
+            await self._after_custody(before, state)
+        return state
+
+    async def _after_custody(self, before: ShipmentState | None, state: ShipmentState) -> None:
+        history = await self._runner.call(self.ledger.history, state.shipment)
+        event = history[-1].to_event()
+        transitions: list[Transition] = [
+            *self.dwell.on_custody(state.shipment, event.kind, event.ts_ns, event.zone),
+            *self.budgets.on_custody(before, event),
+        ]
+        for transition in transitions:
+            await self._apply(transition)
+
+    async def _process_inbox(self, now: int) -> None:
+        # Snapshot the zone temperatures on the loop; the inbox runs on the journal thread.
+        temps = {zone: self.monitor.zone_temperature(zone, now) for zone in self._zone_kinds}
+        results = await self._runner.call(
+            partial(self.ledger.process_inbox, now, temp_of=temps.get)
+        )
+        for inbox_id, outcome in results:
+            if isinstance(outcome, CustodyRejected):
+                self._counters.drop("custody", outcome.reason)
+                log.warning("handoff %d rejected: %s", inbox_id, outcome)
+                for listener in self._rejection_listeners:
+                    listener()
+            elif not outcome.duplicate:
+                await self._after_custody(None, outcome)
+
+    async def tick(self) -> None:
+        """Fire every deadline that passed on the clock."""
+        now = self._clock.now_ns()
+        counters = self._counters
+        await self._process_inbox(now)
+        events: list[Transition] = [*self.monitor.check(now)]
+        events.extend(self.dwell.check(now))
+        events.extend(self.budgets.check(now))
+        events.extend(self.health.check(now, self.zones_with_shipments()))
+        events.extend(
+            self.health.observe_checksums(
+                dict(counters.received), checksum_rejects(counters.dropped), now_ns=now
+            )
+        )
+        for event in events:
+            await self._apply(event)
+
+    async def _apply(self, event: Transition) -> None:
+        if isinstance(event, ExcursionEvent):
+            changed = await self._apply_excursion(event)
+        elif isinstance(event, HealthEvent):
+            changed = await self._apply_health(event)
+        elif isinstance(event, DwellEvent):
+            changed = await self._apply_dwell(event)
+        elif isinstance(event, MktEvent):
+            changed = await self._apply_mkt(event)
+        else:
+            changed = await self._apply_budget(event)
+        if changed:
+            for listener in self._listeners:
+                listener()
+
+    async def _apply_excursion(self, event: ExcursionEvent) -> bool:
+        profile = self.monitor.zones[event.subject]
+        limit = profile.max_c if event.direction == "high" else profile.min_c
+        if event.kind == "raised":
+            alert, new = await self._runner.call(
+                self.alerts.raise_alert,
+                "excursion",
+                event.subject,
+                Severity.CRITICAL,
+                event.started_at_ns,
+                event.at_ns,
+                event.peak_c,
+                limit,
+                f"zone {event.subject} {event.direction} excursion: {event.peak_c:.2f} °C"
+                f" against {profile.name} limit {limit} °C",
+                {"profile": profile.name, "direction": event.direction},
+            )
+            if new:
+                log.warning("alert raised: %s %s", alert.id, alert.message)
+            return new
+        if event.kind == "cleared":
+            cleared = await self._runner.call(
+                self.alerts.clear, "excursion", event.subject, event.at_ns, event.peak_c
+            )
+            if cleared is not None:
+                log.info("alert cleared: %s", cleared.id)
+            return cleared is not None
+        return False
+
+    async def _apply_health(self, event: HealthEvent) -> bool:
+        if event.kind == "raised":
+            started = event.details.get("since_ns", event.at_ns)
+            alert, new = await self._runner.call(
+                self.alerts.raise_alert,
+                event.rule,
+                event.subject,
+                Severity(event.severity),
+                started if isinstance(started, int) else event.at_ns,
+                event.at_ns,
+                event.value,
+                event.limit,
+                event.message,
+                dict(event.details),
+            )
+            if new:
+                log.warning("alert raised: %s %s", alert.id, alert.message)
+            return new
+        cleared = await self._runner.call(
+            self.alerts.clear, event.rule, event.subject, event.at_ns, event.value
+        )
+        return cleared is not None
+
+    async def _apply_dwell(self, event: DwellEvent) -> bool:
+        if event.kind == "resolved":
+            cleared = await self._runner.call(
+                self.alerts.clear, event.rule, event.shipment, event.at_ns, event.elapsed_s
+            )
+            return cleared is not None
+        verb = "over" if event.kind == "violated" else "nearing"
+        alert, new = await self._runner.call(
+            self.alerts.raise_alert,
+            event.rule,
+            event.shipment,
+            Severity(event.severity or "warning"),
+            event.started_ns,
+            event.at_ns,
+            event.elapsed_s,
+            event.limit_s,
+            f"shipment {event.shipment} {verb} its dwell limit {event.rule}:"
+            f" {event.elapsed_s / 60:.1f} of {event.limit_s / 60:.0f} min"
+            + (f" in {event.zone}" if event.zone else ""),
+            {"zone": event.zone, "deadline_ns": event.deadline_ns, "dwell": event.kind},
+        )
+        if new:
+            log.warning("alert raised: %s %s", alert.id, alert.message)
+        return new
+
+    async def _apply_budget(self, event: BudgetEvent) -> bool:
+        severity = Severity.CRITICAL if event.kind == "violated" else Severity.WARNING
+        alert, new = await self._runner.call(
+            self.alerts.raise_alert,
+            BUDGET_RULE,
+            event.subject,
+            severity,
+            event.at_ns,
+            event.at_ns,
+            event.spent_s,
+            event.budget_s,
+            f"shipment {event.subject} at risk: {event.remaining_s / 60:.1f} min of its"
+            f" {event.budget_s / 60:.0f} min out-of-range budget left ({event.profile})",
+            {
+                "profile": event.profile,
+                "remaining_s": event.remaining_s,
+                "spent_s": event.spent_s,
+                "budget": event.kind,
+            },
+        )
+        if new:
+            log.warning("alert raised: %s %s", alert.id, alert.message)
+        return new
+
+    async def _apply_mkt(self, event: MktEvent) -> bool:
+        if event.kind == "cleared":
+            cleared = await self._runner.call(
+                self.alerts.clear, MKT_RULE, event.subject, event.at_ns, event.value_c
+            )
+            return cleared is not None
+        window_h = event.window_s / 3600
+        alert, new = await self._runner.call(
+            self.alerts.raise_alert,
+            MKT_RULE,
+            event.subject,
+            Severity.WARNING,
+            event.at_ns,
+            event.at_ns,
+            event.value_c,
+            event.limit_c,
+            f"zone {event.subject} mean kinetic temperature {event.value_c:.2f} °C over"
+            f" {window_h:g} h exceeds {event.limit_c} °C ({event.profile},"
+            f" dH {event.dh_kj_per_mol} kJ/mol)",
+            {"window_s": event.window_s, "dh_kj_per_mol": event.dh_kj_per_mol},
+        )
+        if new:
+            log.warning("alert raised: %s %s", alert.id, alert.message)
+        return new

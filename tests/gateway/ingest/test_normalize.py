@@ -1,0 +1,60 @@
+"""Normalisation: sensor mapping, calibration, quality flags."""
+
+from __future__ import annotations
+
+from gateway.config import parse_config
+from gateway.core.model import Quality, RawSample
+from gateway.ingest.normalize import Normalizer
+
+CONFIG = parse_config(
+    {
+        "hub": {"id": "h"},
+        "zones": [{"id": "cr1", "kind": "cold_storage"}],
+        "sensors": [
+            {"id": "ds", "zone": "cr1", "model": "ds18b20", "offset_c": -0.5},
+            {"id": "pt", "zone": "cr1", "model": "pt100", "min_valid_c": -50, "max_valid_c": 50},
+        ],
+        "clock_skew_bound_s": 60,
+    }
+)
+NOW = 1_800_000_000_000_000_000
+
+
+def _sample(sensor: str, temp: float, ts: int | None = NOW) -> RawSample:
+    return RawSample(sensor=sensor, temp_c=temp, ts_ns=ts, received_ns=NOW, source="t")
+
+
+def test_calibration_offset_and_zone_are_applied() -> None:
+    (r,) = Normalizer(CONFIG).normalize([_sample("ds", 4.0)]).readings
+    assert (r.temp_c, r.zone, r.quality) == (3.5, "cr1", 0)
+
+
+def test_ds18b20_sentinels_are_flagged_not_dropped() -> None:
+    out = Normalizer(CONFIG).normalize([_sample("ds", 85.0), _sample("ds", -127.0)])
+    assert [Quality(r.quality) & Quality.SENTINEL for r in out.readings] == [Quality.SENTINEL] * 2
+    assert all(not Quality(r.quality).usable for r in out.readings)
+
+
+def test_impossible_values_are_flagged() -> None:
+    (r,) = Normalizer(CONFIG).normalize([_sample("pt", 70.0)]).readings
+    assert Quality(r.quality) == Quality.IMPOSSIBLE
+
+
+def test_missing_device_time_uses_receive_time_and_flags_it() -> None:
+    (r,) = Normalizer(CONFIG).normalize([_sample("pt", 4.0, ts=None)]).readings
+    assert r.ts_ns == NOW
+    assert Quality(r.quality) == Quality.NO_DEVICE_TIME
+
+
+def test_clock_skew_is_flagged_and_timestamp_kept() -> None:
+    skewed = NOW - 300 * 1_000_000_000
+    (r,) = Normalizer(CONFIG).normalize([_sample("pt", 4.0, ts=skewed)]).readings
+    assert r.ts_ns == skewed
+    assert Quality(r.quality) == Quality.CLOCK_SKEW
+
+
+def test_unknown_sensor_is_dead_lettered() -> None:
+    out = Normalizer(CONFIG).normalize([_sample("ghost", 4.0)])
+    assert out.readings == []
+    (reject,) = out.rejects
+    assert (reject.reason, reject.dead_letter) == ("unknown_sensor", True)
