@@ -3,24 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.base import DriverConfig
+from drivers.mqtt.formats import DEFAULT_FORMAT, FORMATS
 from gateway.core.tls import MqttConnectionConfig
+
+# Fields of the generic JSON mapping only: a named format knows its own layout.
+_JSON_ONLY_FIELDS: Final = (
+    "sensor_path",
+    "temp_path",
+    "ts_path",
+    "ts_format",
+    "rh_path",
+    "battery_path",
+    "seq_path",
+)
 
 
 class TopicMapping(BaseModel):
-    """How JSON payloads on one topic filter become readings.
+    """How the payloads on one topic filter become readings.
 
-    Field paths are dotted paths into the JSON document (``data.temp``, ``probes.0.t``).
-    The sensor id comes from a payload path or from a topic segment (0-based).
+    ``format`` names the payload format (drivers/mqtt/formats/); the default ``json`` is
+    the generic mapping, where field paths are dotted paths into the JSON document
+    (``data.temp``, ``probes.0.t``) and the sensor id comes from a payload path or from
+    a topic segment (0-based).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str = Field(min_length=1, description="MQTT topic filter, wildcards allowed")
+    format: str = Field(default=DEFAULT_FORMAT, description="payload format, see FORMATS")
     sensor_path: str | None = None
     sensor_topic_segment: int | None = Field(default=None, ge=0)
     temp_path: str = "temp_c"
@@ -31,9 +46,22 @@ class TopicMapping(BaseModel):
     seq_path: str | None = None
 
     @model_validator(mode="after")
-    def _one_sensor_source(self) -> TopicMapping:
-        if (self.sensor_path is None) == (self.sensor_topic_segment is None):
-            msg = "give exactly one of sensor_path or sensor_topic_segment"
+    def _format_fields(self) -> TopicMapping:
+        if self.format not in FORMATS:
+            known = ", ".join(sorted(FORMATS))
+            msg = f"unknown format {self.format!r} (known: {known})"
+            raise ValueError(msg)
+        if self.format == DEFAULT_FORMAT:
+            if (self.sensor_path is None) == (self.sensor_topic_segment is None):
+                msg = "give exactly one of sensor_path or sensor_topic_segment"
+                raise ValueError(msg)
+            return self
+        foreign = [name for name in _JSON_ONLY_FIELDS if name in self.model_fields_set]
+        if foreign:
+            msg = (
+                f"format {self.format!r} knows its payload layout; "
+                f"{', '.join(foreign)} belong to format 'json'"
+            )
             raise ValueError(msg)
         return self
 

@@ -16,14 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import struct
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Final
+from typing import Final
 
 import aiomqtt
 import paho.mqtt.client as paho
 
+from drivers.mqtt.client import (
+    enable_manual_acks,
+    flush_output,
+    paho_client,
+    send_pubacks,
+    tune_for_throughput,
+    waiting_messages,
+)
 from drivers.mqtt.config import MqttDriverConfig
 from drivers.mqtt.payload import TopicRouter
 from gateway.core.clock import Clock
@@ -48,10 +55,11 @@ class _Connection:
     connection is dropped and the broker's redelivery is journaled again (at least once).
     """
 
-    __slots__ = ("alive", "paho_client")
+    __slots__ = ("alive", "paho_client", "router")
 
-    def __init__(self, paho_client: paho.Client) -> None:
+    def __init__(self, paho_client: paho.Client, router: TopicRouter) -> None:
         self.paho_client = paho_client
+        self.router = router  # the payload decoders of this connection
         self.alive = True
 
 
@@ -70,9 +78,9 @@ class MqttDriver:
         self.client_id: str = config.session_client_id
         self._clock = clock
         self._factory: ClientFactory = client_factory or aiomqtt.Client
-        self._router = TopicRouter(
-            config.subscriptions, config.sensor_ids, config.max_payload_bytes
-        )
+        # Built per connection (deliveries()): decoders may keep per-connection state.
+        self._routing = (config.subscriptions, config.sensor_ids, config.max_payload_bytes)
+        TopicRouter(*self._routing)  # a bad format fails at load, not at connect
         # Resolved now so a missing secret or certificate stops the daemon at load
         # (ConfigError / OSError), not at the first connection attempt.
         if config.password is not None:
@@ -85,12 +93,10 @@ class MqttDriver:
     def _new_client(self) -> aiomqtt.Client:
         """A fresh aiomqtt client for one connection, manual acks on."""
         client = self._factory(**persistent_session_kwargs(self.config, self.client_id, self._tls))
-        # aiomqtt exposes no manual acks: switch them on in the paho client it wraps
-        # (private attribute). Must happen before connect: a persistent session's queued
-        # messages arrive right after CONNACK and paho would PUBACK them on receipt.
-        client._client.manual_ack_set(True)
-        _buffer_reads(client._client)
-        _skip_topic_matcher(client._client)
+        # Before connect: a persistent session's queued messages arrive right after
+        # CONNACK and paho would PUBACK them on receipt (drivers/mqtt/client.py).
+        enable_manual_acks(client)
+        tune_for_throughput(client)
         return client
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
@@ -99,7 +105,7 @@ class MqttDriver:
             msg = f"mqtt driver {self.name} is closed"
             raise DriverError(msg)
         client = self._new_client()
-        connection = _Connection(client._client)
+        connection = _Connection(paho_client(client), TopicRouter(*self._routing))
         self._connection = connection
         where = f"{self.config.host}:{self.config.port}"
         try:
@@ -115,7 +121,7 @@ class MqttDriver:
                         yield delivery
                 finally:
                     # A graceful end: the last commit's PUBACKs leave before the DISCONNECT.
-                    await _flush_output(connection.paho_client)
+                    await flush_output(connection.paho_client)
         except aiomqtt.MqttError as exc:
             if self._closed:
                 return
@@ -144,10 +150,8 @@ class MqttDriver:
     ) -> AsyncIterator[Delivery]:
         """Deliveries of everything waiting in the client's queue, at most MAX_BATCH each."""
         messages = client.messages
-        # aiomqtt only offers one message per await (a task and an asyncio.wait each);
-        # at 20k msg/s that costs more than the decoding. The messages already waiting
-        # are taken straight from its queue (private, an asyncio.Queue) in one go.
-        queue = client._queue
+        # The messages already waiting are taken from aiomqtt's queue in one go.
+        queue = waiting_messages(client)
         while True:
             batch = [await anext(messages)]
             # paho reads one packet per readable callback, so a burst reaches the queue
@@ -168,7 +172,7 @@ class MqttDriver:
         """Map a batch of messages to samples and rejects, with one ack for the QoS 1 ones."""
         received_ns = self._clock.now_ns()
         source = self.source
-        router = self._router
+        decode = connection.router.decode
         samples: list[RawSample] = []
         rejects: list[Reject] = []
         to_ack: list[int] = []
@@ -180,11 +184,9 @@ class MqttDriver:
             if not isinstance(payload, bytes):
                 # aiomqtt types the payload loosely; paho always hands over bytes.
                 payload = str(payload).encode()
-            result = router.map(topic, payload, received_ns, source)
-            if isinstance(result, RawSample):
-                samples.append(result)
-            else:
-                rejects.append(result)
+            decoded = decode(topic, payload, received_ns, source)
+            samples.extend(decoded.samples)
+            rejects.extend(decoded.rejects)
         counts = self._counts
         counts["messages"] += len(batch)
         counts["samples"] += len(samples)
@@ -204,115 +206,12 @@ class MqttDriver:
         self._closed = True
         connection = self._connection
         if connection is not None and connection.alive:
-            await _flush_output(connection.paho_client)
+            await flush_output(connection.paho_client)
             connection.paho_client.disconnect()
 
 
-FLUSH_TIMEOUT_S: Final = 1.0
-
-
-async def _flush_output(paho_client: paho.Client, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
-    """Wait (bounded) until paho has written every queued packet, e.g. the last PUBACKs.
-
-    Without it, PUBACKs queued just before a graceful DISCONNECT were measured to be lost
-    now and then (the broker then redelivers those messages to the next session: duplicates
-    in the journal, never loss). paho's out-queue is private; without it there is no wait.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while getattr(paho_client, "_out_packet", None) and getattr(paho_client, "_sock", None):
-        if loop.time() >= deadline:
-            log.debug("%d packets unsent at disconnect", len(paho_client._out_packet))
-            return
-        await asyncio.sleep(0.002)
-
-
-# Bytes asked of the kernel per recv(): a few hundred sensor messages.
-READ_BUFFER_BYTES: Final = 64 * 1024
-
-
-class _BufferedSocket:
-    """paho's socket with reads served from a buffer filled by large recv() calls.
-
-    paho reads each packet with at least three recv() calls (command byte, length bytes,
-    body) and aiomqtt runs one loop_read() per readable event, so a burst cost three
-    syscalls and one event-loop turn per message. Reading 64 KB at a time and reporting
-    the buffered bytes through ``pending()`` (which aiomqtt's read callback already polls
-    for SSL sockets) lets one readable event decode every complete packet that arrived.
-    Everything else (send, fileno, close, setblocking, TLS) goes to the real socket.
-    """
-
-    __slots__ = ("_buf", "_pos", "_sock")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, bufsize: int) -> bytes:
-        buf, pos = self._buf, self._pos
-        if pos >= len(buf):
-            buf = self._sock.recv(max(bufsize, READ_BUFFER_BYTES))
-            if len(buf) <= bufsize:
-                self._buf, self._pos = b"", 0
-                return bytes(buf)
-            pos = 0
-            self._buf = buf
-        end = pos + bufsize
-        self._pos = end
-        return bytes(buf[pos:end])
-
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return max(0, len(self._buf) - self._pos) + (inner() if inner is not None else 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _NoFilteredCallbacks:
-    """Stands in for paho's topic matcher of message_callback_add(), which we never use.
-
-    paho walks that (empty) trie for every incoming message to look for per-topic
-    callbacks; at 20k msg/s the walk costs a tenth of the event loop.
-    """
-
-    __slots__ = ()
-
-    def iter_match(self, topic: str) -> tuple[()]:
-        return ()
-
-
-def _skip_topic_matcher(paho_client: paho.Client) -> None:
-    """Drop paho's per-message topic-filter walk (private paho API; no-op if absent)."""
-    matcher = getattr(paho_client, "_on_message_filtered", None)
-    root = getattr(matcher, "_root", None)
-    if root is not None and not getattr(root, "_children", True):
-        paho_client._on_message_filtered = _NoFilteredCallbacks()  # type: ignore[assignment]
-
-
-def _buffer_reads(paho_client: paho.Client) -> None:
-    """Make paho create buffered sockets (see _BufferedSocket); private paho API."""
-    create = getattr(paho_client, "_create_socket", None)
-    if create is None:  # a paho without the hook: keep its unbuffered reads
-        return
-
-    def create_buffered() -> Any:
-        return _BufferedSocket(create())
-
-    paho_client._create_socket = create_buffered  # type: ignore[method-assign]
-
-
-_PUBACK = struct.Struct("!BBH")  # MQTT 3.1.1 PUBACK: type 0x40, remaining length 2, mid
-
-
 def _acknowledger(connection: _Connection, mids: list[int]) -> Callable[[], None]:
-    """The ack of one delivery: PUBACK every QoS 1 message, once, on its own connection.
-
-    paho's ack() queues one 4-byte packet per message, and each queued packet costs a
-    wake-up write, a writer registration and a send() syscall. The PUBACKs of a delivery
-    are queued as one packet instead (the same bytes, back to back: one send()).
-    """
+    """The ack of one delivery: PUBACK every QoS 1 message, once, on its own connection."""
 
     def ack() -> None:
         if not mids:
@@ -321,15 +220,7 @@ def _acknowledger(connection: _Connection, mids: list[int]) -> Callable[[], None
             log.debug("connection gone, %d messages will be redelivered", len(mids))
             mids.clear()
             return
-        client = connection.paho_client
-        queue = getattr(client, "_packet_queue", None)
-        if len(mids) > 1 and queue is not None and getattr(client, "_manual_ack", False):
-            pack = _PUBACK.pack
-            queue(paho.PUBACK, b"".join([pack(paho.PUBACK, 2, mid) for mid in mids]), 0, 1)
-        else:
-            send = client.ack
-            for mid in mids:
-                send(mid, 1)
+        send_pubacks(connection.paho_client, mids)
         mids.clear()
 
     return ack

@@ -15,6 +15,7 @@ Reject reasons (exact strings, they become counter labels):
 ``non_finite``    NaN, Infinity or a number too large for a float
 ``no_mapping``    the topic matches no configured subscription (a persistent session
                   keeps subscriptions of an older config until the broker drops them)
+``decoder_error`` a payload format raised (a bug): the payload is kept as a dead letter
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import Final
 
 from drivers.mqtt.config import TopicMapping
+from drivers.mqtt.formats import Decoded, PayloadDecoder, format_spec, reject
 from gateway.core.clock import NS_PER_S, datetime_to_ns
 from gateway.core.model import RawSample, Reject
 
@@ -37,6 +39,7 @@ BAD_TYPE: Final = "bad_type"
 BAD_TIMESTAMP: Final = "bad_timestamp"
 NON_FINITE: Final = "non_finite"
 NO_MAPPING: Final = "no_mapping"
+DECODER_ERROR: Final = "decoder_error"
 
 REJECT_REASONS: Final = (
     TOO_LARGE,
@@ -47,6 +50,7 @@ REJECT_REASONS: Final = (
     BAD_TIMESTAMP,
     NON_FINITE,
     NO_MAPPING,
+    DECODER_ERROR,
 )
 
 # Timestamps are stored as signed 64-bit nanoseconds (SQLite INTEGER, InfluxDB): a device
@@ -346,7 +350,12 @@ def filter_matches(filter_levels: Sequence[str], topic: str) -> bool:
 
 
 class TopicRouter:
-    """Picks the PayloadMapper of the first subscription whose topic filter matches a topic."""
+    """Picks the decoder of the first subscription whose topic filter matches a topic.
+
+    Built once per connection: each subscription's format creates a fresh decoder, so
+    per-connection decoder state (Sparkplug B alias tables) starts empty on every
+    connection.
+    """
 
     # Sensor topics are a bounded set (tens to hundreds per hub); the cap only guards
     # against a misbehaving publisher inventing topics.
@@ -358,41 +367,55 @@ class TopicRouter:
         sensor_ids: Mapping[str, str] | None = None,
         max_payload_bytes: int = 16_384,
     ) -> None:
-        self._routes = [
-            (_split_filter(m.topic), PayloadMapper(m, sensor_ids, max_payload_bytes))
+        ids = dict(sensor_ids or {})
+        self._routes: list[tuple[tuple[str, ...], PayloadDecoder]] = [
+            (_split_filter(m.topic), format_spec(m.format).create(m, ids, max_payload_bytes))
             for m in mappings
         ]
-        self._cache: dict[str, PayloadMapper | None] = {}
+        self._cache: dict[str, PayloadDecoder | None] = {}
 
     @property
-    def mappers(self) -> list[PayloadMapper]:
-        """Every mapper, in subscription order."""
-        return [mapper for _, mapper in self._routes]
+    def decoders(self) -> list[PayloadDecoder]:
+        """Every decoder, in subscription order."""
+        return [decoder for _, decoder in self._routes]
 
-    def mapper_for(self, topic: str) -> PayloadMapper | None:
-        """The mapper of the first matching subscription, or None when none matches."""
+    def decoder_for(self, topic: str) -> PayloadDecoder | None:
+        """The decoder of the first matching subscription, or None when none matches."""
         try:
             return self._cache[topic]
         except KeyError:
             pass
         found = next(
-            (mapper for levels, mapper in self._routes if filter_matches(levels, topic)), None
+            (decoder for levels, decoder in self._routes if filter_matches(levels, topic)), None
         )
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
         self._cache[topic] = found
         return found
 
-    def map(self, topic: str, payload: bytes, received_ns: int, source: str) -> RawSample | Reject:
-        """Decode one message with the mapper of its topic; no match is a no_mapping Reject."""
-        mapper = self.mapper_for(topic)
-        if mapper is None:
-            return Reject(
-                reason=NO_MAPPING,
-                source=source,
-                raw=payload,
-                topic=topic,
-                detail="no configured subscription matches this topic",
-                dead_letter=True,
+    def decode(self, topic: str, payload: bytes, received_ns: int, source: str) -> Decoded:
+        """Decode one message with the decoder of its topic; never raises.
+
+        No matching subscription is a ``no_mapping`` dead letter; a decoder that raises
+        (a bug in a format) is a ``decoder_error`` dead letter with the raw payload.
+        """
+        decoder = self.decoder_for(topic)
+        if decoder is None:
+            return Decoded(
+                (),
+                (
+                    Reject(
+                        reason=NO_MAPPING,
+                        source=source,
+                        raw=payload,
+                        topic=topic,
+                        detail="no configured subscription matches this topic",
+                        dead_letter=True,
+                    ),
+                ),
             )
-        return mapper.map(topic, payload, received_ns, source)
+        try:
+            return decoder.decode(topic, payload, received_ns, source)
+        except Exception as exc:  # a format bug must not stop the driver or lose input
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            return Decoded((), (reject(DECODER_ERROR, detail, topic, payload, source),))

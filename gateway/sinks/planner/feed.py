@@ -35,6 +35,7 @@ from typing import Any, Final
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drivers.mqtt import client as mqtt_client
 from gateway.alerts.store import (
     PAYLOAD_SCHEMA_VERSION,
     AlertError,
@@ -235,7 +236,7 @@ class PlannerFeed:
             await self._say_offline(client, "gateway stopped")
             # A DISCONNECT (not a dropped socket): the broker discards the Will, and
             # the client's message iterator ends, which ends the session in run().
-            client._client.disconnect()
+            mqtt_client.disconnect(client)
         if self._running:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -264,7 +265,7 @@ class PlannerFeed:
         # journaled, or the rejection published), so a crash in between gets the command
         # redelivered from the persistent session. aiomqtt has no manual-ack API: switch
         # it on in the paho client it wraps, before connecting (see drivers/mqtt).
-        client._client.manual_ack_set(True)
+        mqtt_client.enable_manual_acks(client)
         return client
 
     async def _session(self, backoff: Backoff) -> None:
@@ -448,7 +449,7 @@ class PlannerFeed:
             if topic.startswith(base):
                 await self._handle_command(client, topic, topic[len(base) :], raw)
             if message.qos:
-                client._client.ack(message.mid, message.qos)
+                mqtt_client.ack(client, message.mid, message.qos)
 
     async def _handle_command(
         self, client: aiomqtt.Client, topic: str, name: str, raw: bytes

@@ -11,8 +11,9 @@ from typing import Any, Protocol
 import aiomqtt
 import pytest
 
+from drivers.mqtt.client import BufferedSocket
 from drivers.mqtt.config import MqttDriverConfig
-from drivers.mqtt.driver import MAX_BATCH, MqttDriver, _BufferedSocket
+from drivers.mqtt.driver import MAX_BATCH, MqttDriver
 from gateway.apps.localservices import Mosquitto
 from gateway.core.clock import ManualClock
 from gateway.core.errors import DriverDisconnected
@@ -264,7 +265,7 @@ def test_buffered_socket_serves_small_reads_from_one_large_recv() -> None:
     left, right = socket.socketpair()
     try:
         right.setblocking(False)
-        buffered = _BufferedSocket(right)
+        buffered = BufferedSocket(right)
         packets = [bytes([0x30, 3]) + b"abc", bytes([0x30, 2]) + b"xy"]
         left.sendall(b"".join(packets))
         time.sleep(0.05)

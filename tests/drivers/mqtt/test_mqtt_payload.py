@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.client import topic_matches_sub
+from pydantic import ValidationError
 
 from drivers.mqtt.config import TopicMapping
+from drivers.mqtt.formats import Decoded
 from drivers.mqtt.payload import (
     REJECT_REASONS,
     PayloadMapper,
@@ -310,15 +312,37 @@ class TestTopicRouting:
                 TopicMapping(topic="sensors/#", sensor_topic_segment=1, temp_path="t"),
             ]
         )
-        first, second = router.mappers
-        assert router.mapper_for("sensors/x/telemetry") is first
-        assert router.mapper_for("sensors/x/other") is second
-        assert router.mapper_for("sensors/x/telemetry") is first  # cached
-        assert router.mapper_for("elsewhere") is None
+        first, second = router.decoders
+        assert router.decoder_for("sensors/x/telemetry") is first
+        assert router.decoder_for("sensors/x/other") is second
+        assert router.decoder_for("sensors/x/telemetry") is first  # cached
+        assert router.decoder_for("elsewhere") is None
 
     def test_unmapped_topic_is_a_no_mapping_reject(self) -> None:
         router = TopicRouter([TopicMapping(topic="sensors/+/telemetry", sensor_path="id")])
-        got = reject(router.map("old/topic", b"{}", RECEIVED_NS, SOURCE), "no_mapping")
+        unmapped = router.decode("old/topic", b"{}", RECEIVED_NS, SOURCE)
+        assert unmapped.samples == ()
+        (got,) = unmapped.rejects
+        got = reject(got, "no_mapping")
         assert (got.topic, got.raw) == ("old/topic", b"{}")
-        ok = router.map(TOPIC, b'{"id": "a", "temp_c": 2}', RECEIVED_NS, SOURCE)
-        assert sample(ok).temp_c == 2.0
+        ok = router.decode(TOPIC, b'{"id": "a", "temp_c": 2}', RECEIVED_NS, SOURCE)
+        assert ok.rejects == ()
+        (one,) = ok.samples
+        assert sample(one).temp_c == 2.0
+
+    def test_a_decoder_that_raises_is_a_decoder_error_dead_letter(self) -> None:
+        router = TopicRouter([TopicMapping(topic="sensors/+/telemetry", sensor_path="id")])
+
+        class Broken:
+            def decode(self, topic: str, payload: bytes, received_ns: int, source: str) -> Decoded:
+                raise KeyError("bug")
+
+        router._routes[0] = (router._routes[0][0], Broken())
+        got = router.decode(TOPIC, b"{...}", RECEIVED_NS, SOURCE)
+        (dead,) = got.rejects
+        assert (dead.reason, dead.raw, dead.dead_letter) == ("decoder_error", b"{...}", True)
+        assert dead.detail == "KeyError: 'bug'"
+
+    def test_unknown_format_is_a_config_error(self) -> None:
+        with pytest.raises(ValidationError, match="unknown format 'nope'"):
+            TopicMapping(topic="a/#", format="nope")
