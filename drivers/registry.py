@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from drivers import mqtt, serial
+from drivers import modbus, mqtt, serial
 from drivers.base import DriverSpec
 
 REGISTRY: Mapping[str, DriverSpec[Any]] = MappingProxyType(
     {
         "serial": serial.SPEC,
         "mqtt": mqtt.SPEC,
+        "modbus": modbus.SPEC,
     }
 )
