@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from drivers import modbus, mqtt, serial
+from drivers import modbus, mqtt, onewire, serial
 from drivers.base import DriverSpec
 
 REGISTRY: Mapping[str, DriverSpec[Any]] = MappingProxyType(
@@ -19,5 +19,6 @@ REGISTRY: Mapping[str, DriverSpec[Any]] = MappingProxyType(
         "serial": serial.SPEC,
         "mqtt": mqtt.SPEC,
         "modbus": modbus.SPEC,
+        "onewire": onewire.SPEC,
     }
 )
