@@ -201,8 +201,15 @@ class NotifySocket:
 class GatewayProcess:
     """``coldchain run --config`` in its own process, with /proc probes."""
 
-    def __init__(self, config: Path, notify: NotifySocket | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        notify: NotifySocket | None = None,
+        prefix: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         env = dict(os.environ)
+        env.update(extra_env or {})
         env.pop("WATCHDOG_USEC", None)
         if notify is not None:
             env["NOTIFY_SOCKET"] = str(notify.path)
@@ -210,7 +217,7 @@ class GatewayProcess:
         self._log = self.log_path.open("ab")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "coldchain"), "run", "--config", str(config)],
+            [*prefix, str(VENV_BIN / "coldchain"), "run", "--config", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -218,6 +225,21 @@ class GatewayProcess:
             env=env,
         )
         self.pid = self.proc.pid
+        if prefix:  # a wrapper (strace) started the gateway: probe its child
+            self.pid = self._child(self.proc.pid)
+
+    @staticmethod
+    def _child(pid: int, timeout: float = 10.0) -> int:
+        """The first child process of pid (the gateway under a wrapper such as strace)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                if children:
+                    return int(children[0])
+            time.sleep(0.01)
+        msg = f"process {pid} started no child within {timeout} s"
+        raise TimeoutError(msg)
 
     def status_kb(self, key: str) -> int:
         """A /proc/<pid>/status value in kB (VmHWM = peak RSS, VmRSS = now)."""
@@ -235,7 +257,11 @@ class GatewayProcess:
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait (the gateway drains and exits 0)."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            if self.pid != self.proc.pid:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, signal.SIGTERM)  # the gateway; its wrapper follows
+            else:
+                self.proc.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
