@@ -234,9 +234,10 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-                if children:
-                    return int(children[0])
+                for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                    argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                    if b"run" in argv and b"--config" in argv:  # not a short-lived helper
+                        return int(child)
             time.sleep(0.01)
         msg = f"process {pid} started no child within {timeout} s"
         raise TimeoutError(msg)

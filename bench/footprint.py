@@ -156,6 +156,13 @@ def paced_publisher(
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="fp-paced")
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
+    acked = 0
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acked
+        acked += 1
+
+    client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
     period = per_tick / rate
@@ -168,17 +175,23 @@ def paced_publisher(
             body = {
                 "id": devices[i],
                 "ts": ts_ms,
-                "temp_c": round(4.0 + 0.5 * math.sin(ts_ms / 120_000 + i), 2),
+                # a slow curve plus +-0.03 of probe noise (a constant value is "frozen")
+                "temp_c": round(
+                    4.0 + 0.5 * math.sin(ts_ms / 120_000 + i) + (sent * 7919 % 7 - 3) / 100, 2
+                ),
                 "rh": 80.0,
                 "battery_v": 3.6,
                 "seq": sent // len(devices) + 1,
             }
             client.publish(f"sensors/{devices[i]}/telemetry", json.dumps(body), qos=1)
             sent += 1
-        counts.value = sent
+        counts.value = acked  # PUBACKed by the broker: what the receivers can get
         next_at += period
         time.sleep(max(0.0, next_at - time.monotonic()))
-    time.sleep(1.0)  # PUBACKs of the last messages
+    deadline = time.monotonic() + 30
+    while acked < sent and time.monotonic() < deadline:  # the broker has all of them
+        time.sleep(0.05)
+    counts.value = acked
     client.disconnect()
     client.loop_stop()
 
@@ -449,7 +462,7 @@ def main() -> None:
         print()
         print(
             f"CPU per reading: {args.cpu_sensors} sensors, {cpu_run['rate']:.0f} readings/s"
-            f" published (QoS 1), {cpu_run['committed_rate']:.0f}/s committed, every rule,"
+            f" published and PUBACKed (QoS 1), {cpu_run['committed_rate']:.0f}/s committed, every rule,"
             f" InfluxDB sink, {args.cpu_seconds:.0f} s"
         )
         print(f"{'receiver (same stream, same window)':<44}{'ms CPU/reading':>15}")

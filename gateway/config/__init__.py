@@ -56,7 +56,13 @@ class JournalConfig(_Strict):
     """The local SQLite journal, the edge's source of truth."""
 
     path: str = "coldchain-journal.db"
-    commit_interval_ms: int = Field(default=20, ge=1, le=5000)
+    commit_interval_ms: int = Field(
+        default=2000,
+        ge=1,
+        le=5000,
+        description="longest a reading waits for its commit (and its PUBACK); a batch that"
+        " changes an alert, or a burst, commits at once",
+    )
     commit_max_rows: int = Field(default=5000, ge=1, le=100_000)
     synchronous: Literal["full", "normal"] = "full"
     retention_days: float = Field(
@@ -150,6 +156,13 @@ class InfluxSinkConfig(_Strict):
     batch_size: int = Field(default=5000, ge=1, le=50_000)
     timeout_s: float = Field(default=10.0, gt=0)
     max_backoff_s: float = Field(default=30.0, gt=0)
+    cursor_save_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="journal the sink's cursors at most this often (0: after every batch);"
+        " after a crash up to this much is sent again and overwrites itself",
+    )
 
     @model_validator(mode="after")
     def _api_fields(self) -> InfluxSinkConfig:

@@ -6,6 +6,12 @@ journal never fsyncs per reading; a batch of at least a tenth of the row bound a
 closes when the queue runs dry (a burst stalled on the upstream inflight window). A failed
 commit is retried, never dropped: the drivers feel it as backpressure (the queue is
 bounded) and nothing is acknowledged.
+
+The time bound adapts to what the readings mean, not only to the load: each delivery is
+normalised and shown to the observers (the SOP engine) as it joins the batch, and a batch
+whose readings change an alert closes at once. So a quiet trickle waits out the whole
+bound (a commit, an fsync and its page writes every ``commit_interval_ms``, which is what
+wears an SD card) while an excursion is journaled, and its alert after it, within a commit.
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ from gateway.journal.store import JournalRunner
 log = logging.getLogger(__name__)
 
 CommitListener = Callable[[Sequence[Reading]], None]
+# Sees a delivery's readings before they are committed; True = something waits on this
+# batch (an alert transition): commit it now instead of waiting out the interval.
+Observer = Callable[[Sequence[Reading]], bool]
 
 
 @dataclass(slots=True)
 class _Pending:
     driver: str
     delivery: Delivery
+    readings: Sequence[Reading] = ()
 
 
 class Ingest:
@@ -61,7 +71,17 @@ class Ingest:
         self._early_rows = max(1, commit_max_rows // 10)
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(queue_deliveries)
         self._listeners: list[CommitListener] = []
+        self._observers: list[Observer] = []
+        self._dead: list[Reject] = []  # dead letters of the batch being built
         self.last_id = 0
+
+    def on_observe(self, observer: Observer) -> None:
+        """Show observer every delivery's readings as they join a batch (before the commit).
+
+        Observers keep what they conclude until the commit listeners run: nothing they
+        derive may be journaled before the readings it derives from.
+        """
+        self._observers.append(observer)
 
     def on_commit(self, listener: CommitListener) -> None:
         """Call listener with every committed batch of readings (SOP engine, sinks)."""
@@ -86,8 +106,9 @@ class Ingest:
                 return
             batch = [first]
             rows = len(first.delivery.samples)
+            urgent = self._take(first)
             deadline = loop.time() + self._interval
-            while rows < self._max_rows:
+            while rows < self._max_rows and not urgent:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -106,19 +127,29 @@ class Ingest:
                     break
                 batch.append(item)
                 rows += len(item.delivery.samples)
+                urgent = self._take(item)
             await self._commit(batch)
+
+    def _take(self, pending: _Pending) -> bool:
+        """Normalise a delivery joining the batch, count its rejects, show it to observers."""
+        result = self._normalizer.normalize(pending.delivery.samples)
+        pending.readings = result.readings
+        for reject in (*pending.delivery.rejects, *result.rejects):
+            self._counters.drop(pending.driver, reject.reason)
+            if reject.dead_letter:
+                self._dead.append(reject)
+        urgent = False
+        if result.readings:
+            for observer in self._observers:
+                urgent = observer(result.readings) or urgent
+        return urgent
 
     async def _commit(self, batch: list[_Pending]) -> None:
         readings: list[Reading] = []
-        dead: list[Reject] = []
-        counters = self._counters
         for pending in batch:
-            result = self._normalizer.normalize(pending.delivery.samples)
-            readings.extend(result.readings)
-            for reject in (*pending.delivery.rejects, *result.rejects):
-                counters.drop(pending.driver, reject.reason)
-                if reject.dead_letter:
-                    dead.append(reject)
+            readings.extend(pending.readings)
+        dead, self._dead = self._dead, []
+        counters = self._counters
         backoff = Backoff(initial=0.2, maximum=10.0)
         while True:
             try:

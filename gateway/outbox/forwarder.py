@@ -54,8 +54,16 @@ class InfluxForwarder:
         clock: Clock,
         batch_size: int = 5000,
         max_backoff_s: float = 30.0,
+        cursor_save_s: float = 0.0,
     ) -> None:
         self.name = sink_name
+        # A cursor is saved at most this often (0: after every batch). Each save is a
+        # journal transaction of its own (an fsync and a page written per stream), while
+        # a cursor that lags only means re-sending points the server already has after a
+        # crash, which overwrite themselves (same measurement, tags and timestamp).
+        self._cursor_save_s = cursor_save_s
+        self._saved: dict[str, int] = {}
+        self._saved_at = float("-inf")
         self._runner = runner
         self._writer = writer
         self._streams = streams
@@ -90,6 +98,7 @@ class InfluxForwarder:
             self.cursors[stream.name] = await self._runner.call(
                 journal.cursor, self.name, stream.name
             )
+            self._saved[stream.name] = self.cursors[stream.name]
         while True:
             for stream in self._streams:
                 last, count, body = await self._runner.call(
@@ -171,6 +180,7 @@ class InfluxForwarder:
                 journal.quarantine, self.name, stream, last, str(exc)[:500], self._clock.now_ns()
             )
             counters.quarantined[self.name] += 1
+            self._saved_at = float("-inf")  # a quarantine is saved with its cursor at once
             log.error(
                 "%s record %d refused by the server, quarantined: %s",
                 stream,
@@ -186,5 +196,16 @@ class InfluxForwarder:
             limit = self._limits.get(stream, self._batch_size)
             if limit < self._batch_size:
                 self._limits[stream] = min(self._batch_size, limit * 2)
-        await self._runner.call(journal.set_cursor, self.name, stream, last, self._clock.now_ns())
         self.cursors[stream] = last
+        if self._clock.monotonic() - self._saved_at >= self._cursor_save_s:
+            await self.save_cursors()
+
+    async def save_cursors(self) -> None:
+        """Journal the cursors that moved since the last save, in one transaction."""
+        moved = {k: v for k, v in self.cursors.items() if self._saved.get(k) != v}
+        self._saved_at = self._clock.monotonic()
+        if moved:
+            await self._runner.call(
+                self._runner.journal.set_cursors, self.name, moved, self._clock.now_ns()
+            )
+            self._saved.update(moved)

@@ -76,7 +76,8 @@ class Gateway:
         self.drivers = build_drivers(config, self.clock)
         self.alerts = AlertStore(self.journal.connection, config.hub.id)
         self.engine = SopEngine(config, self.runner, self.alerts, self.counters, self.clock)
-        self.ingest.on_commit(self.engine.evaluate)
+        self.ingest.on_observe(self.engine.observe)
+        self.ingest.on_commit(self.engine.release)
         self.forwarders: list[InfluxForwarder] = []
         influx = config.sinks.influx
         if influx is not None:
@@ -94,6 +95,7 @@ class Gateway:
                 self.clock,
                 batch_size=influx.batch_size,
                 max_backoff_s=influx.max_backoff_s,
+                cursor_save_s=influx.cursor_save_s,
             )
             self.ingest.on_commit(forwarder.wake)
             self.engine.on_alert_change(forwarder.wake)
@@ -190,6 +192,8 @@ class Gateway:
                     task.cancel()
         finally:
             for f in self.forwarders:
+                with contextlib.suppress(Exception):
+                    await f.save_cursors()
                 with contextlib.suppress(Exception):
                     await f.writer.close()
             self._write_status()

@@ -70,6 +70,7 @@ class SopEngine:
             zone_profiles={z.id: z.profile for z in config.zones if z.profile},
         )
         self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
+        self._held: list[Transition] = []  # observed, their batch not yet committed
         self._listeners: list[Callable[[], None]] = []
         self._rejection_listeners: list[Callable[[], None]] = []
 
@@ -81,14 +82,30 @@ class SopEngine:
         """Call listener after every journaled alert transition (outputs drain the outbox)."""
         self._listeners.append(listener)
 
-    def evaluate(self, readings: Sequence[Reading]) -> None:
-        """Ingest commit listener: rules run on committed readings only, in commit order."""
+    def observe(self, readings: Sequence[Reading]) -> bool:
+        """Ingest observer: run the rules on readings joining a batch, in commit order.
+
+        The transitions are held until ``release()`` (the batch's commit listener): an
+        alert is journaled only after the readings it comes from. True when there are
+        some, so the ingest commits the batch now instead of waiting out its interval.
+        """
         events: list[Transition] = [*self.monitor.observe(readings)]
         events.extend(self.health.observe(readings))
         for zone, ts_ns, value in self.monitor.zone_values:
             events.extend(self.budgets.observe_zone(zone, ts_ns, value))
-        if events:
+        self._held.extend(events)
+        return bool(events)
+
+    def release(self, readings: Sequence[Reading] = ()) -> None:
+        """Ingest commit listener: the held transitions' readings are durable; apply them."""
+        if self._held:
+            events, self._held = self._held, []
             self._queue.put_nowait(events)
+
+    def evaluate(self, readings: Sequence[Reading]) -> None:
+        """Run the rules on readings already committed (observe, then release at once)."""
+        self.observe(readings)
+        self.release()
 
     def report(self, events: Sequence[Transition]) -> None:
         """Queue transitions raised outside the rules (the gateway's own alerts)."""
