@@ -462,8 +462,8 @@ def main() -> None:
         print()
         print(
             f"CPU per reading: {args.cpu_sensors} sensors, {cpu_run['rate']:.0f} readings/s"
-            f" published and PUBACKed (QoS 1), {cpu_run['committed_rate']:.0f}/s committed, every rule,"
-            f" InfluxDB sink, {args.cpu_seconds:.0f} s"
+            f" published and PUBACKed (QoS 1), {cpu_run['committed_rate']:.0f}/s committed,"
+            f" every rule, InfluxDB sink, {args.cpu_seconds:.0f} s"
         )
         print(f"{'receiver (same stream, same window)':<44}{'ms CPU/reading':>15}")
         print(f"{'baseline: bare paho subscriber QoS 1':<44}{cpu_run['bare_ms']:>15.3f}")
