@@ -53,6 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serial.add_argument("--no-device-clock", action="store_true", help="send empty timestamps")
     serial.add_argument("--link-dir", type=Path, default=None, help="where to keep the symlink")
 
+    modbus = kinds.add_parser(
+        "modbus", parents=[common], help="Modbus RTU transmitters on a pty pair (pymodbus)"
+    )
+    modbus.add_argument("--slaves", type=int, default=3, help="number of transmitters")
+    modbus.add_argument("--baud", type=int, default=9600, help="line rate to emulate")
+    modbus.add_argument("--turnaround-ms", type=float, default=5.0, help="device reply delay")
+    modbus.add_argument("--link-dir", type=Path, default=None, help="where to keep the links")
+
     node = kinds.add_parser("mqtt", parents=[common], help="MQTT sensor nodes")
     node.add_argument("--host", default="127.0.0.1")
     node.add_argument("--port", type=int, default=1883)
@@ -110,9 +118,29 @@ async def _run_mqtt(args: argparse.Namespace) -> None:
         _say(f"sent {sum(nodes.sent.values())} readings, {sum(nodes.malformed.values())} bad")
 
 
+async def _run_modbus(args: argparse.Namespace) -> None:
+    from firmware_sim.modbus_bus import ModbusBusSim, PtyPair, default_cold_room
+
+    slaves = list(default_cold_room(args.slaves, args.seed, args.speed, args.compressor_fails_at))
+    with PtyPair(args.link_dir) as pty:
+        bus = ModbusBusSim(slaves, line_baud=args.baud, turnaround_s=args.turnaround_ms / 1000)
+        await bus.start_serial(pty.a, args.baud)
+        _say(f"modbus bus: {len(slaves)} slaves on {pty.b} ({args.baud} 8N1)")
+        _say(f'config: [[drivers.modbus]] name = "sim-bus" port = "{pty.b}" baudrate = {args.baud}')
+        for s in slaves:
+            _say(f'  [[drivers.modbus.devices]] slave = {s.slave} probe = "{s.probe}" sensor = ...')
+        try:
+            rounds = args.rounds
+            while rounds is None or rounds > 0:
+                await asyncio.sleep(args.interval)
+                rounds = None if rounds is None else rounds - 1
+        finally:
+            await bus.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the simulator chosen on the command line until Ctrl-C (or ``--rounds``)."""
-    main = _run_serial if args.sim_kind == "serial" else _run_mqtt
+    main = {"serial": _run_serial, "mqtt": _run_mqtt, "modbus": _run_modbus}[args.sim_kind]
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(main(args))

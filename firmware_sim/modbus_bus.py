@@ -29,6 +29,7 @@ from typing import Any
 from drivers.modbus.config import ModbusPoint
 from drivers.modbus.probes import probe_points
 from drivers.modbus.registers import encode_value
+from firmware_sim.thermal import Probe, zone_from_name
 
 _FC_HOLDING = 3
 _FC_INPUT = 4
@@ -51,11 +52,13 @@ class SlaveSim:
     exception_code: int = 0  # answer every read with this Modbus exception (0: none)
     corrupt_next: int = 0  # corrupt this many of the next answers
     requests: int = 0
+    probe: str | None = None  # the ready map it was made from, if any
 
     @classmethod
     def of_probe(cls, slave: int, probe: str, **values: float) -> SlaveSim:
         """A transmitter of a ready point map (drivers/modbus/probes.py)."""
-        return cls(slave, probe_points(probe, sensor=f"sim-{slave}"), values=dict(values))
+        points = probe_points(probe, sensor=f"sim-{slave}")
+        return cls(slave, points, values=dict(values), probe=probe)
 
     def current(self) -> Mapping[str, float]:
         """The readings it reports now."""
@@ -269,9 +272,36 @@ class PtyPair:
         self.close()
 
 
-def default_cold_room(slaves: int = 3) -> Iterator[SlaveSim]:
-    """A cold room and a freezer: XY-MD02 at 1, SHT20 at 2, SHT30 float at 3, ..."""
-    models = ("xy_md02", "sht20_r0", "sht30_din_float")
-    temps = (3.5, -21.4, -18.75)
+class ThermalReader:
+    """Readings from a thermal model, stepped by the wall time between two reads."""
+
+    def __init__(self, probe: Probe, rh: float, speed: float = 1.0) -> None:
+        self.probe = probe
+        self.rh = rh
+        self.speed = speed
+        self._last = time.monotonic()
+
+    def __call__(self) -> Mapping[str, float]:
+        now = time.monotonic()
+        self.probe.zone.step((now - self._last) * self.speed)
+        self._last = now
+        return {"temp": round(self.probe.read_c(), 1), "rh": self.rh}
+
+
+MODELS = ("xy_md02", "sht20_r0", "sht30_din_float")
+
+
+def default_cold_room(
+    slaves: int = 3, seed: int = 0, speed: float = 1.0, compressor_fails_at_s: float | None = None
+) -> Iterator[SlaveSim]:
+    """A cold room and freezers: XY-MD02 at 1 (cold room), SHT20 at 2 and SHT30 float at 3
+    (freezers), then the same again, each on its own seeded thermal model."""
     for i in range(slaves):
-        yield SlaveSim.of_probe(i + 1, models[i % 3], temp=temps[i % 3], rh=60.0 + i)
+        kind = "cold_room" if i % 3 == 0 else "freezer"
+        zone = zone_from_name(kind, seed + i, compressor_fails_at_s)
+        reader = ThermalReader(
+            Probe(zone, seed=seed * 1000 + i), rh=60.0 - 5 * (i % 3), speed=speed
+        )
+        sim = SlaveSim.of_probe(i + 1, MODELS[i % 3])
+        sim.read = reader
+        yield sim

@@ -1,4 +1,4 @@
-"""The ``coldchain`` command: run, check-config, demo, sim, status, dead-letters."""
+"""The ``coldchain`` command: run, check-config, demo, sim, status, dead-letters, discover."""
 
 from __future__ import annotations
 
@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a simulated hub end to end with a live view")
     _add_demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
+
+    from gateway.apps.discover import add_parser as add_discover_parser
+
+    add_discover_parser(sub)
 
     from firmware_sim.cli import add_parser as add_sim_parser
 
