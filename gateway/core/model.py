@@ -45,6 +45,7 @@ class Reading:
     battery_v: float | None = None
     quality: int = 0
     seq: int | None = None
+    battery_pct: float | None = None  # state of charge, for sensors that report % not volts
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,6 +60,7 @@ class RawSample:
     rh: float | None = None
     battery_v: float | None = None
     seq: int | None = None
+    battery_pct: float | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -69,6 +69,7 @@ class Normalizer:
                     zone=cfg.zone,
                     rh=s.rh,
                     battery_v=s.battery_v,
+                    battery_pct=s.battery_pct,
                     quality=int(quality),
                     seq=s.seq,
                 )

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS readings (
     rh REAL,
     battery_v REAL,
     quality INTEGER NOT NULL,
-    seq INTEGER
+    seq INTEGER,
+    battery_pct REAL
 );
 -- Time-major, so an insert lands at the right edge: a commit touches one or two index
 -- pages whatever the number of zones (a (zone, ts) index touched one page per zone per
@@ -88,11 +89,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 _INSERT_READING = (
     "INSERT INTO readings (ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v,"
-    " quality, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " quality, seq, battery_pct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 ReadingRow = tuple[int, Reading]
-_READING_COLUMNS = "ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v, quality, seq"
+_READING_COLUMNS = (
+    "ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v, quality, seq, battery_pct"
+)
 
 
 def _reading(row: tuple[Any, ...]) -> Reading:
@@ -108,7 +111,21 @@ def _reading(row: tuple[Any, ...]) -> Reading:
         battery_v=row[7],
         quality=row[8],
         seq=row[9],
+        battery_pct=row[10],
     )
+
+
+# Columns added after schema 1, with their type: a journal written by an older gateway
+# gets them (NULL for its rows) when it is opened for writing. Additive only: evidence
+# already journaled is never rewritten.
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("readings", "battery_pct", "REAL"),)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +190,7 @@ class Journal:
             # After a checkpoint the WAL file is cut back to this (it only grows otherwise).
             self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -241,6 +259,7 @@ class Journal:
                             r.battery_v,
                             r.quality,
                             r.seq,
+                            r.battery_pct,
                         )
                         for r in readings
                     ],

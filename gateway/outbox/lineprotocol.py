@@ -167,6 +167,8 @@ def reading_line(hub: str, r: Reading) -> str:
         fields += f"rh={float(r.rh)!r},"
     if r.battery_v is not None and math.isfinite(r.battery_v):
         fields += f"battery_v={float(r.battery_v)!r},"
+    if r.battery_pct is not None and math.isfinite(r.battery_pct):
+        fields += f"battery_pct={float(r.battery_pct)!r},"
     fields += f"quality={int(r.quality)}i"
     if r.seq is not None:
         fields += f",seq={_format_int(int(r.seq))}"

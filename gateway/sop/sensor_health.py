@@ -275,24 +275,43 @@ class SensorHealth:
             )
 
     def _observe_battery(self, r: Reading, events: list[HealthEvent]) -> None:
-        v = r.battery_v
-        if v is None:
+        """One battery_low rule on volts, or on percent for sensors that only report that.
+
+        Volts win when a reading has both (the voltage is what the device measured; the
+        percentage is its own estimate from it).
+        """
+        settings = self._settings
+        if r.battery_v is not None:
+            value, low, margin, unit = (
+                r.battery_v,
+                settings.low_battery_v,
+                settings.battery_clear_margin_v,
+                "V",
+            )
+            shown = f"{value:.2f} V"
+        elif r.battery_pct is not None:
+            value, low, margin, unit = (
+                r.battery_pct,
+                settings.low_battery_pct,
+                settings.battery_clear_margin_pct,
+                "%",
+            )
+            shown = f"{value:g} %"
+        else:
             return
-        low = self._settings.low_battery_v
-        clear_at = low + self._settings.battery_clear_margin_v
-        if v < low:
+        if value < low:
             self._raise(
                 events,
                 "battery_low",
                 r.sensor,
                 r.ts_ns,
-                v,
+                value,
                 low,
-                f"sensor {r.sensor} battery {v:.2f} V below {low:g} V",
+                f"sensor {r.sensor} battery {shown} below {low:g} {unit}",
             )
-        elif v >= clear_at - _EPS:
+        elif value >= low + margin - _EPS:
             self._clear(
-                events, "battery_low", r.sensor, r.ts_ns, v, f"sensor {r.sensor} battery {v:.2f} V"
+                events, "battery_low", r.sensor, r.ts_ns, value, f"sensor {r.sensor} battery {shown}"
             )
 
     # -- timers (the caller's clock) ------------------------------------------------------

@@ -32,6 +32,9 @@ class HealthSettings(BaseModel):
     fault_clear_readings: int = Field(default=3, ge=1)
     low_battery_v: float = Field(default=3.3, gt=0)
     battery_clear_margin_v: float = Field(default=0.1, ge=0)
+    # For sensors that report a state of charge instead of a voltage (Zigbee, Shelly).
+    low_battery_pct: float = Field(default=20.0, gt=0, le=100)
+    battery_clear_margin_pct: float = Field(default=5.0, ge=0)
     checksum_error_rate: float = Field(default=0.05, gt=0, lt=1)
     checksum_clear_rate: float = Field(default=0.025, ge=0, lt=1)
     checksum_window: int = Field(default=200, ge=1)

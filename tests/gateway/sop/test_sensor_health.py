@@ -31,6 +31,7 @@ def rd(
     temp: float = 4.0,
     *,
     battery: float | None = None,
+    battery_pct: float | None = None,
     quality: int = 0,
     rx_s: float | None = None,
 ) -> Reading:
@@ -44,6 +45,7 @@ def rd(
         source="serial0",
         zone="",
         battery_v=battery,
+        battery_pct=battery_pct,
         quality=quality,
     )
 
@@ -285,6 +287,26 @@ def test_battery_hysteresis() -> None:
     assert h.observe(readings) == []
     assert kinds(h.observe([rd("p1", 60, 4.1, battery=3.4)]), "battery_low") == [("cleared", "p1")]
     assert h.observe([rd("p1", 70, 4.0, battery=3.31)]) == []
+
+
+def test_battery_low_works_on_percent_for_sensors_without_a_voltage() -> None:
+    h = SensorHealth([sensor("z1")], started_ns=T0)
+    assert h.observe([rd("z1", 0, noisy(0), battery_pct=97)]) == []
+    events = h.observe([rd("z1", 10, noisy(1), battery_pct=19)])
+    assert kinds(events, "battery_low") == [("raised", "z1")]
+    assert (events[0].value, events[0].limit) == (19, 20.0)
+    assert "battery 19 % below 20 %" in events[0].message
+    assert h.observe([rd("z1", 20, noisy(2), battery_pct=24)]) == []  # inside 20 .. 25
+    assert kinds(h.observe([rd("z1", 30, 4.1, battery_pct=25)]), "battery_low") == [
+        ("cleared", "z1")
+    ]
+
+
+def test_battery_volts_win_over_percent_in_one_reading() -> None:
+    h = SensorHealth([sensor("z1")], started_ns=T0)
+    # 3.0 V is low whatever the device's own 80 % estimate says.
+    events = h.observe([rd("z1", 0, noisy(0), battery=3.0, battery_pct=80)])
+    assert kinds(events, "battery_low") == [("raised", "z1")]
 
 
 # -- checksum rate --------------------------------------------------------------------------
