@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +22,7 @@ _JSON_ONLY_FIELDS: Final = (
     "battery_path",
     "seq_path",
 )
+_FORMAT_ONLY_FIELDS: Final = ("temp_key", "rh_key", "battery_key")
 
 
 class TopicMapping(BaseModel):
@@ -44,6 +46,17 @@ class TopicMapping(BaseModel):
     rh_path: str | None = None
     battery_path: str | None = None
     seq_path: str | None = None
+    # Named formats: which key / metric holds a value, when not the format's default.
+    temp_key: str | None = Field(default=None, min_length=1)
+    rh_key: str | None = Field(default=None, min_length=1)
+    battery_key: str | None = Field(default=None, min_length=1)
+    # Every format: units (a unit in the payload itself wins) and device-local time.
+    temp_unit: Literal["C", "F", "K"] | None = None
+    battery_unit: Literal["V", "mV", "%"] | None = None
+    time_zone: str | None = Field(
+        default=None,
+        description="IANA zone for timestamps without offset (Tasmota's Time); none: refuse",
+    )
 
     @model_validator(mode="after")
     def _format_fields(self) -> TopicMapping:
@@ -51,9 +64,19 @@ class TopicMapping(BaseModel):
             known = ", ".join(sorted(FORMATS))
             msg = f"unknown format {self.format!r} (known: {known})"
             raise ValueError(msg)
+        if self.time_zone is not None:
+            try:
+                ZoneInfo(self.time_zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                msg = f"time_zone {self.time_zone!r} is not a known IANA zone (e.g. Europe/Lisbon)"
+                raise ValueError(msg) from None
         if self.format == DEFAULT_FORMAT:
             if (self.sensor_path is None) == (self.sensor_topic_segment is None):
                 msg = "give exactly one of sensor_path or sensor_topic_segment"
+                raise ValueError(msg)
+            keys = [name for name in _FORMAT_ONLY_FIELDS if getattr(self, name) is not None]
+            if keys:
+                msg = f"{', '.join(keys)}: format 'json' uses temp_path, rh_path, battery_path"
                 raise ValueError(msg)
             return self
         foreign = [name for name in _JSON_ONLY_FIELDS if name in self.model_fields_set]

@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from drivers.mqtt.config import TopicMapping
 from drivers.mqtt.formats import Decoded, PayloadDecoder, format_spec, reject
@@ -136,6 +137,7 @@ class PayloadMapper:
     __slots__ = (
         "_battery",
         "_battery_path",
+        "_battery_unit",
         "_max_bytes",
         "_rh",
         "_rh_path",
@@ -147,9 +149,11 @@ class PayloadMapper:
         "_seq_path",
         "_temp",
         "_temp_path",
+        "_temp_unit",
         "_ts",
         "_ts_format",
         "_ts_path",
+        "_zone",
         "mapping",
     )
 
@@ -176,6 +180,10 @@ class PayloadMapper:
         self._battery = _compile_optional(mapping.battery_path)
         self._seq_path = mapping.seq_path or ""
         self._seq = _compile_optional(mapping.seq_path)
+        # None on the common path (°C, volts, offsets in the timestamps): no extra work.
+        self._temp_unit = mapping.temp_unit if mapping.temp_unit not in (None, "C") else None
+        self._battery_unit = mapping.battery_unit if mapping.battery_unit != "V" else None
+        self._zone = ZoneInfo(mapping.time_zone) if mapping.time_zone else None
 
     def map(self, topic: str, payload: bytes, received_ns: int, source: str) -> RawSample | Reject:
         """Decode one message; every failure is a dead-letter Reject, nothing raises."""
@@ -199,6 +207,13 @@ class PayloadMapper:
             detail = f"top level is {_json_type(document)}, expected an object"
             return self._reject(NOT_OBJECT, detail, topic, payload, source)
         try:
+            battery_v = self._optional_number(document, self._battery, self._battery_path)
+            battery_pct = None
+            if self._battery_unit is not None and battery_v is not None:
+                if self._battery_unit == "mV":
+                    battery_v /= 1000.0
+                else:
+                    battery_v, battery_pct = None, battery_v
             return RawSample(
                 sensor=self._sensor_id(document, topic),
                 temp_c=self._temperature(document),
@@ -206,8 +221,9 @@ class PayloadMapper:
                 received_ns=received_ns,
                 source=source,
                 rh=self._optional_number(document, self._rh, self._rh_path),
-                battery_v=self._optional_number(document, self._battery, self._battery_path),
+                battery_v=battery_v,
                 seq=self._sequence(document),
+                battery_pct=battery_pct,
             )
         except _Invalid as exc:
             return self._reject(exc.reason, exc.detail, topic, payload, source)
@@ -247,7 +263,12 @@ class PayloadMapper:
         value = _lookup(document, self._temp)
         if value is _MISSING or value is None:
             raise _Invalid(MISSING_FIELD, f"{self._temp_path}: temperature is missing")
-        return _finite(value, self._temp_path)
+        number = _finite(value, self._temp_path)
+        if self._temp_unit is None:
+            return number
+        if self._temp_unit == "F":
+            return (number - 32.0) * 5.0 / 9.0
+        return number - 273.15  # K
 
     def _timestamp(self, document: dict[str, object]) -> int | None:
         if self._ts is None:
@@ -258,7 +279,7 @@ class PayloadMapper:
             return None
         path = self._ts_path
         if self._ts_format == "iso8601":
-            ts_ns = self._iso8601(value, path)
+            ts_ns = self._iso8601(value, path, self._zone)
         else:
             kind = type(value)
             if kind is not int and kind is not float:
@@ -284,7 +305,7 @@ class PayloadMapper:
         return int(ts_ns)
 
     @staticmethod
-    def _iso8601(value: object, path: str) -> int:
+    def _iso8601(value: object, path: str, zone: ZoneInfo | None) -> int:
         if type(value) is not str:
             raise _Invalid(
                 BAD_TIMESTAMP,
@@ -294,10 +315,18 @@ class PayloadMapper:
             moment = datetime.fromisoformat(value)
         except ValueError:
             raise _Invalid(BAD_TIMESTAMP, f"{path}: {value[:64]!r} is not ISO 8601") from None
+        if (moment.tzinfo is None or moment.utcoffset() is None) and zone is not None:
+            early = moment.replace(tzinfo=zone, fold=0)
+            if early.utcoffset() != moment.replace(tzinfo=zone, fold=1).utcoffset():
+                raise _Invalid(
+                    BAD_TIMESTAMP,
+                    f"{path}: {value[:64]!r} is ambiguous or skipped in {zone.key} (DST change)",
+                )
+            moment = early
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise _Invalid(
                 BAD_TIMESTAMP,
-                f"{path}: {value[:64]!r} has no UTC offset (add Z or +hh:mm)",
+                f"{path}: {value[:64]!r} has no UTC offset (add Z or +hh:mm, or set time_zone)",
             )
         try:
             return datetime_to_ns(moment)

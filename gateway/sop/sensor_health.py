@@ -311,7 +311,12 @@ class SensorHealth:
             )
         elif value >= low + margin - _EPS:
             self._clear(
-                events, "battery_low", r.sensor, r.ts_ns, value, f"sensor {r.sensor} battery {shown}"
+                events,
+                "battery_low",
+                r.sensor,
+                r.ts_ns,
+                value,
+                f"sensor {r.sensor} battery {shown}",
             )
 
     # -- timers (the caller's clock) ------------------------------------------------------

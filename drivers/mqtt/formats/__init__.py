@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 # name -> module (imported on first use); each module defines FORMAT: FormatSpec.
 FORMATS: Final[Mapping[str, str]] = {
     "json": "drivers.mqtt.formats.json",
+    "zigbee2mqtt": "drivers.mqtt.formats.zigbee2mqtt",
+    "tasmota": "drivers.mqtt.formats.tasmota",
+    "shelly": "drivers.mqtt.formats.shelly",
+    "esphome": "drivers.mqtt.formats.esphome",
+    "homeassistant": "drivers.mqtt.formats.homeassistant",
+    "ttn": "drivers.mqtt.formats.ttn",
+    "chirpstack": "drivers.mqtt.formats.chirpstack",
+    "sparkplug_b": "drivers.mqtt.formats.sparkplug_b",
 }
 
 DEFAULT_FORMAT: Final = "json"
