@@ -30,12 +30,14 @@ READ_CHUNK_BYTES = 64 * 1024
 
 
 async def open_serial_port(
-    *, url: str, baudrate: int
+    *, url: str, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Open a tty with pyserial-asyncio-fast (the production port factory)."""
     import serial_asyncio_fast
 
-    reader, writer = await serial_asyncio_fast.open_serial_connection(url=url, baudrate=baudrate)
+    reader, writer = await serial_asyncio_fast.open_serial_connection(
+        url=url, baudrate=baudrate, bytesize=bytesize, parity=parity, stopbits=stopbits
+    )
     return reader, writer
 
 
@@ -179,14 +181,22 @@ class SerialDriver:
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """Open the port and yield batches of decoded lines until it goes away."""
         port = self.config.port
-        held: _Held | None = PARKED.claim(port, self.config.baudrate)
+        settings = self.config.line_settings
+        held: _Held | None = PARKED.claim(port, settings)
         if held is not None:
             reader, writer, splitter = held
             splitter.rebind(self._decoder, self._counts)
             log.info("%s: took over %s, kept open across the reload", self.name, port)
         else:
             try:
-                reader, writer = await self._open_port(url=port, baudrate=self.config.baudrate)
+                c = self.config
+                reader, writer = await self._open_port(
+                    url=port,
+                    baudrate=c.baudrate,
+                    bytesize=c.bytesize,
+                    parity=c.parity,
+                    stopbits=c.stopbits,
+                )
             except (OSError, termios.error) as exc:  # serial.SerialException is an OSError
                 msg = f"{self.name}: cannot open {port}: {exc}"
                 raise DriverDisconnected(msg) from exc
@@ -226,7 +236,7 @@ class SerialDriver:
             if park and self._writer is writer:
                 self._writer = None
                 self.connected.clear()
-                PARKED.park(port, self.config.baudrate, (reader, writer, splitter), _close_held)
+                PARKED.park(port, settings, (reader, writer, splitter), _close_held)
                 log.info("%s: %s kept open for the next config", self.name, port)
             else:
                 await self.close()

@@ -167,12 +167,17 @@ class LineDecoder:
         )
 
     def reject(self, reason: str, line: bytes, detail: str = "") -> Reject:
-        """A counted (not dead-lettered) reject carrying the start of the raw line."""
+        """A counted and dead-lettered reject carrying the raw line (at most max_line_bytes).
+
+        Kept like an MQTT payload that could not be read, so ``coldchain dead-letters``
+        shows what arrived: a wrong baud rate, parity or board is recognisable there.
+        """
         return Reject(
             reason=reason,
             source=self.source,
             raw=bytes(line[: self.max_line_bytes]),
             detail=detail,
+            dead_letter=True,
         )
 
     def decode_line(self, line: bytes, received_ns: int) -> RawSample | Reject | None:

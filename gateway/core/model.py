@@ -67,8 +67,9 @@ class RawSample:
 class Reject:
     """Input that could not become a reading, with the reason.
 
-    ``dead_letter`` rejects are journaled with their raw payload (MQTT); the others are
-    only counted (a serial line with a bad checksum has nothing worth keeping).
+    ``dead_letter`` rejects are journaled with their raw payload so a user can see what
+    arrived (an MQTT payload, a serial line, a Modbus frame, a w1 file); the others are
+    only counted.
     """
 
     reason: str

@@ -91,7 +91,8 @@ def test_status_and_rejects_are_counted() -> None:
     assert stats.status_lines == 1
     assert stats.rejects == {"garbage": 1, "unknown_probe": 1}
     assert [r.reason for d in out for r in d.rejects] == ["garbage", "unknown_probe"]
-    assert all(r.dead_letter is False for d in out for r in d.rejects)
+    assert all(r.dead_letter for d in out for r in d.rejects)
+    assert [r.raw for d in out for r in d.rejects][0] == b"garbage\r\n", "raw bytes kept"
 
 
 OpenPort = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -112,6 +113,22 @@ async def socket_port() -> AsyncIterator[tuple[OpenPort, socket.socket, list[dic
     near.close()
 
 
+async def test_parity_and_byte_size_reach_the_port_factory(
+    socket_port: tuple[OpenPort, socket.socket, list[dict[str, Any]]],
+) -> None:
+    open_port, far, calls = socket_port
+    config = CONFIG.model_copy(update={"parity": "E", "bytesize": 7, "stopbits": 2})
+    driver = SerialDriver(config, ManualClock(), open_port=open_port)
+    far.shutdown(socket.SHUT_WR)
+    with pytest.raises(DriverDisconnected):
+        async with asyncio.timeout(4):
+            async for _ in driver.deliveries():
+                pass
+    assert calls == [
+        {"url": "/dev/ttySIM", "baudrate": 115200, "bytesize": 7, "parity": "E", "stopbits": 2}
+    ]
+
+
 async def test_driver_yields_deliveries_and_raises_on_eof(
     socket_port: tuple[OpenPort, socket.socket, list[dict[str, Any]]],
 ) -> None:
@@ -126,7 +143,9 @@ async def test_driver_yields_deliveries_and_raises_on_eof(
         async with asyncio.timeout(4):
             async for delivery in driver.deliveries():
                 got.append(delivery)
-    assert calls == [{"url": "/dev/ttySIM", "baudrate": 115200}]
+    assert calls == [
+        {"url": "/dev/ttySIM", "baudrate": 115200, "bytesize": 8, "parity": "N", "stopbits": 1}
+    ]
     samples = [s for d in got for s in d.samples]
     assert [(s.sensor, s.seq, s.received_ns) for s in samples] == [
         ("cr1-a", 1, clock.now_ns()),

@@ -161,3 +161,39 @@ async def test_unplug_and_replug_resumes_through_the_stable_link(
     assert by_sensor(col.samples) == expected(board)
     assert [s.seq for s in col.samples if s.sensor == "cr1-a"] == list(range(1, 51))
     assert driver.stats()["opens"] == 2
+
+
+async def test_line_settings_reach_the_tty(
+    board: SensorBoardSim, collectors: MakeCollector
+) -> None:
+    # Linux ptys refuse parity and 7-bit characters (tcsetattr: EINVAL), so only the
+    # stop bits and the rate can be seen on a pty; test_serial_driver checks that parity
+    # and byte size reach the port factory.
+    import os
+    import termios
+
+    config = SerialDriverConfig(
+        name="b1", port=str(board.link_path), board="B1", probes=PROBES, baudrate=9600, stopbits=2
+    )
+    col = collectors(SerialDriver(config, SystemClock()))
+    await col.wait_connected()
+    fd = os.open(board.link_path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        cflag = termios.tcgetattr(fd)[2]
+    finally:
+        os.close(fd)
+    assert cflag & termios.CSTOPB, "two stop bits"
+    assert cflag & termios.CSIZE == termios.CS8 and not cflag & termios.PARENB
+
+
+async def test_a_rejected_line_keeps_its_raw_bytes(
+    board: SensorBoardSim, collectors: MakeCollector
+) -> None:
+    col = collectors(driver_for(board))
+    await col.wait_connected()
+    await board.write(b"$CCR,B1,1,1,,4.00,,*0000\r\n\x00\xffnoise at the wrong baud rate\r\n")
+    await col.wait_for(lambda: len(col.rejects) >= 2)
+    checksum, garbage = col.rejects[:2]
+    assert (checksum.reason, checksum.raw) == ("checksum", b"$CCR,B1,1,1,,4.00,,*0000\r\n")
+    assert garbage.raw == b"\x00\xffnoise at the wrong baud rate\r\n"
+    assert checksum.dead_letter and garbage.dead_letter

@@ -119,7 +119,7 @@ def test_status_line_is_accepted_and_ignored(decoder: LineDecoder) -> None:
 def _reason(decoder: LineDecoder, line: bytes) -> str:
     result = decoder.decode_line(line, RECEIVED_NS)
     assert isinstance(result, Reject), result
-    assert result.dead_letter is False
+    assert result.dead_letter is True, "rejected lines are kept in the dead letters"
     assert result.source == "serial:cr1-board"
     return result.reason
 
