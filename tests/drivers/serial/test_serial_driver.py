@@ -92,7 +92,7 @@ def test_status_and_rejects_are_counted() -> None:
     assert stats.rejects == {"garbage": 1, "unknown_probe": 1}
     assert [r.reason for d in out for r in d.rejects] == ["garbage", "unknown_probe"]
     assert all(r.dead_letter for d in out for r in d.rejects)
-    assert [r.raw for d in out for r in d.rejects][0] == b"garbage\r\n", "raw bytes kept"
+    assert next(r.raw for d in out for r in d.rejects) == b"garbage\r\n", "raw bytes kept"
 
 
 OpenPort = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
