@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.core.model import UNUSABLE_MASK
+
 JSON = dict[str, Any]
 
 OUT_DIR = Path(__file__).resolve().parent / "json"
@@ -28,7 +30,7 @@ DATASOURCE: JSON = {"type": "influxdb", "uid": "coldchain-influxdb"}
 SCHEMA_VERSION = 39
 TAGS = ["coldchain"]
 
-QUALITY_UNUSABLE = 1 | 2 | 8
+QUALITY_UNUSABLE = UNUSABLE_MASK
 """SENTINEL | IMPOSSIBLE | SPIKE (gateway.core.model.Quality): readings the views leave out."""
 
 GOOD = f'("quality" & {QUALITY_UNUSABLE}) = 0'

@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
     p.set_defaults(func=_cmd_handoff)
 
-    from gateway.custody.verify import add_verify_arguments, run_verify
+    from gateway.apps.verify_cli import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="check the custody hash chain in the journal and InfluxDB")
     add_verify_arguments(p)

@@ -33,13 +33,14 @@ from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.thermal import AmbientDock, ColdRoom, Freezer, Probe
 from gateway.alerts.store import Alert
 from gateway.apps.localservices import InfluxDB1, Mosquitto, port_open
-from gateway.cli import main as cli_main
 from gateway.config import GatewayConfig, parse_config
 from gateway.core.clock import iso_utc
 from gateway.core.model import Quality, Reading
+from gateway.influxql.client import InfluxQLClient, quote_ident
 from gateway.runtime.daemon import Gateway
 from gateway.runtime.logs import setup_logging
 from gateway.runtime.status_view import counters_table
+from gateway.trace.cli import main as trace_main
 
 log = logging.getLogger(__name__)
 
@@ -256,29 +257,20 @@ class DemoServices:
 
 
 def _create_database(url: str) -> None:
-    import urllib.parse
-    import urllib.request
-
-    data = urllib.parse.urlencode({"q": f'CREATE DATABASE "{DEMO_DB}"'}).encode()
-    req = urllib.request.Request(f"{url}/query", data=data, method="POST")  # noqa: S310
-    with urllib.request.urlopen(req, timeout=5):  # noqa: S310 - loopback URL we chose
-        pass
+    client = InfluxQLClient(url, timeout_s=5.0)
+    try:
+        client.query(f"CREATE DATABASE {quote_ident(DEMO_DB)}", write=True)
+    finally:
+        client.close()
 
 
 def _influx_count(url: str) -> int:
-    import json
-    import urllib.parse
-    import urllib.request
-
-    q = urllib.parse.urlencode(
-        {"q": "SELECT count(temp_c) FROM reading", "db": DEMO_DB, "epoch": "ns"}
-    )
-    with urllib.request.urlopen(f"{url}/query?{q}", timeout=5) as resp:  # noqa: S310
-        doc = json.loads(resp.read())
+    client = InfluxQLClient(url, DEMO_DB, timeout_s=5.0)
     try:
-        return int(doc["results"][0]["series"][0]["values"][0][1])
-    except (KeyError, IndexError):
-        return 0
+        rows = client.rows('SELECT count("temp_c") FROM "reading"')
+    finally:
+        client.close()
+    return int(rows[0].get("count", 0) or 0) if rows else 0
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -367,8 +359,8 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     console.print("[bold]Claim reports[/] (coldchain trace, the support agent's view)")
     for shipment in SHIPMENTS:
         source = "influx" if services.influx_url is not None else "journal"
-        cmd = ["trace", shipment, "--config", str(trace_config), "--source", source]
-        await asyncio.to_thread(cli_main, [*cmd, "--out", str(reports), "--quiet"])
+        cmd = [shipment, "--config", str(trace_config), "--source", source]
+        await asyncio.to_thread(trace_main, [*cmd, "--out", str(reports), "--quiet"])
         pdf = reports / f"trace-{shipment}.pdf"
         verdict = _verdict(reports / f"trace-{shipment}.json")
         console.print(f"  {shipment}: {verdict}  {pdf}")

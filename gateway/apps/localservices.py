@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from gateway.core.errors import ServiceError
+from gateway.influxql.client import InfluxQLClient, InfluxQueryError, flatten
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -420,50 +421,27 @@ bind-address = "{self.host}:{self.rpc_port}"
             escaped = password.replace("\\", "\\\\").replace("'", "\\'")
             self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{escaped}' WITH ALL PRIVILEGES")
 
+    def client(self, db: str = "") -> InfluxQLClient:
+        """The shared InfluxQL client for this server (admin credentials when auth is on)."""
+        user, password = self.admin if self.admin is not None else (None, None)
+        return InfluxQLClient(self.url, db, username=user, password=password, timeout_s=10.0)
+
     def query(self, q: str, db: str = "", *, method: str = "POST") -> dict[str, Any]:
         """Run InfluxQL (timestamps as integer ns); ServiceError if any statement failed."""
-        params = {"q": q, "epoch": "ns"}
-        if db:
-            params["db"] = db
-        encoded = urllib.parse.urlencode(params)
+        client = self.client(db)
         try:
-            if method == "GET":
-                status, body = http_request(
-                    "GET", f"{self.url}/query?{encoded}", headers=self._headers
-                )
-            else:
-                status, body = http_request(
-                    "POST",
-                    f"{self.url}/query",
-                    data=encoded.encode(),
-                    headers={"Content-Type": "application/x-www-form-urlencoded", **self._headers},
-                )
-        except OSError as exc:
-            msg = f"influxd query failed: {exc}"
+            return client.query(q, write=method == "POST")
+        except InfluxQueryError as exc:
+            msg = f"InfluxQL {q!r} failed: {exc}"
             raise ServiceError(msg) from exc
-        try:
-            result: dict[str, Any] = json.loads(body)
-        except ValueError as exc:
-            msg = f"influxd answered {status} with non-JSON: {body[:200]!r}"
-            raise ServiceError(msg) from exc
-        errors = [result["error"]] if "error" in result else []
-        errors += [r["error"] for r in result.get("results", []) if "error" in r]
-        if status >= 300 or errors:
-            msg = f"InfluxQL {q!r} failed ({status}): {'; '.join(map(str, errors))}"
-            raise ServiceError(msg)
-        return result
+        finally:
+            client.close()
 
     def rows(self, q: str, db: str) -> list[dict[str, Any]]:
         """Run one SELECT and flatten every series into dicts (columns plus series tags)."""
-        out: list[dict[str, Any]] = []
-        for result in self.query(q, db, method="GET").get("results", []):
-            for series in result.get("series", []):
-                tags = series.get("tags", {})
-                for values in series.get("values", []):
-                    row = dict(tags)
-                    row.update(zip(series["columns"], values, strict=True))
-                    out.append(row)
-        return out
+        return list(
+            flatten(self.query(q, db, method="GET").get("results", [{}])[0].get("series", []))
+        )
 
     def count(self, db: str, measurement: str, where: str = "") -> int:
         """Points stored in a measurement (the largest per-field count), optional WHERE."""
@@ -471,7 +449,9 @@ bind-address = "{self.host}:{self.rpc_port}"
         rows = self.rows(f'SELECT count(*) FROM "{measurement}"{clause}', db)
         if not rows:
             return 0
-        return max(int(v) for k, v in rows[0].items() if k.startswith("count_"))
+        # A field never written in the selection has a null count (not 0): skip it.
+        counts = [int(v) for k, v in rows[0].items() if k.startswith("count_") and v is not None]
+        return max(counts, default=0)
 
     def create_database(self, name: str) -> None:
         """CREATE DATABASE (a no-op if it exists)."""

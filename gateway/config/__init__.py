@@ -22,12 +22,13 @@ from pydantic import (
 from drivers.base import DriverConfig
 from drivers.registry import REGISTRY
 from gateway.core.errors import ConfigError
+from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.core.secrets import SecretRef
 from gateway.sinks.planner.config import PlannerConfig
 from gateway.sop.profiles import DEFAULT_PROFILES, ProductProfile
 from gateway.sop.settings import DEFAULT_DWELL_RULES, DwellRule, HealthSettings
 
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 ZoneKind = Literal["receiving", "cold_storage", "packout", "staging", "dock", "vehicle"]
 
 

@@ -6,6 +6,13 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""Hub, zone, sensor and shipment ids: 1-64 letters, digits and ``_ . : -``, starting
+with a letter or digit. Safe in topics, tags, file names and query literals."""
+
+IDENTIFIER_RULE = "1-64 characters: letters, digits and _ . : -, starting with a letter or digit"
+"""The pattern in words, for error messages."""
+
 
 class Quality(enum.IntFlag):
     """Bit flags stored with every reading (``quality`` field in InfluxDB).
@@ -24,7 +31,11 @@ class Quality(enum.IntFlag):
     @property
     def usable(self) -> bool:
         """True when the SOP rules may evaluate a reading with these flags."""
-        return not (self & (Quality.SENTINEL | Quality.IMPOSSIBLE | Quality.SPIKE))
+        return not (self & UNUSABLE_MASK)
+
+
+UNUSABLE_MASK = int(Quality.SENTINEL | Quality.IMPOSSIBLE | Quality.SPIKE)
+"""Readings with any of these flags are kept but never evaluated (rules, trace, dashboards)."""
 
 
 @dataclass(slots=True, frozen=True)

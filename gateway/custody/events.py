@@ -30,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gateway.core.clock import NS_PER_S, datetime_to_ns, iso_utc
 from gateway.core.errors import GatewayError
+from gateway.core.model import IDENTIFIER_PATTERN
 
-SHIPMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+SHIPMENT_ID_PATTERN = IDENTIFIER_PATTERN
 NOTE_MAX_CHARS = 500
 
 # Event times outside [2000-01-01, 2100-01-01) are refused: they are almost always a

@@ -10,29 +10,21 @@ from some record on with freshly computed hashes. ``run_verify`` therefore also 
 the two copies when both are checked (same hash at every common seq; InfluxDB holding at
 least what its forwarder cursor says it confirmed; the journal at least what InfluxDB has).
 
-Exit codes of ``coldchain verify``: 0 every chain intact, 1 tampering or a missing record
-found, 2 config error (bad file, unknown source, journal file missing), 3 a source could not
-be read (InfluxDB down, refused query).
+The command itself (arguments, output, exit codes) is ``gateway.apps.verify_cli``.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import json
 import re
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import urllib3
-from urllib3.exceptions import HTTPError
-
-from gateway.config import GatewayConfig, InfluxSinkConfig, load_config
+from gateway.config import GatewayConfig
 from gateway.core.clock import iso_utc
-from gateway.core.errors import ConfigError, GatewayError, JournalError
+from gateway.core.errors import GatewayError
+from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.custody.chain import (
     GENESIS_HASH,
     HandoffLike,
@@ -41,8 +33,9 @@ from gateway.custody.chain import (
     record_hash,
 )
 from gateway.custody.ledger import CustodyLedger
+from gateway.influxql.client import InfluxQLClient, InfluxQueryError, quote_ident, quote_literal
 
-HUB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+HUB_ID_PATTERN = re.compile(IDENTIFIER_PATTERN)
 """The config's identifier pattern (gateway.config.Identifier)."""
 
 INFLUX_PAGE = 10_000
@@ -89,9 +82,10 @@ class VerifyResult:
         )
 
 
-def _bad(
+def failed_result(
     source: str, checked: int, seq: int | None, reason: str, record: HandoffLike | None
 ) -> VerifyResult:
+    """A failed check: where, how many records were fine, the first bad one and why."""
     return VerifyResult(
         source=source,
         ok=False,
@@ -123,7 +117,7 @@ def verify_chain(
     for record in records:
         problem = _link_problem(record, hub, expected, prev_hash)
         if problem is not None:
-            return _bad(source, checked, problem[0], problem[1], record)
+            return failed_result(source, checked, problem[0], problem[1], record)
         checked += 1
         prev_hash = record.hash
         expected += 1
@@ -197,16 +191,6 @@ def verify_journal(ledger: CustodyLedger, *, expect_last: int | None = None) -> 
 # -- InfluxDB ------------------------------------------------------------------------------
 
 
-def influxql_string(value: str) -> str:
-    """An InfluxQL string literal: single quotes, ``\\`` and ``'`` backslash-escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def influxql_identifier(name: str) -> str:
-    """An InfluxQL identifier in double quotes, ``\\`` and ``"`` backslash-escaped."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def check_hub_id(hub: str) -> str:
     """The hub id if it matches the config's identifier pattern; ValueError otherwise."""
     if not isinstance(hub, str) or HUB_ID_PATTERN.fullmatch(hub) is None:
@@ -215,13 +199,11 @@ def check_hub_id(hub: str) -> str:
     return hub
 
 
-def custody_query(hub: str, *, database: str, retention_policy: str | None = None) -> str:
-    """The InfluxQL that selects a hub's custody points, oldest first."""
+def custody_query(hub: str, client: InfluxQLClient) -> str:
+    """The InfluxQL that selects a hub's custody points (ordered and paged by the client)."""
     check_hub_id(hub)
-    target = influxql_identifier("custody")
-    if retention_policy:
-        target = f"{influxql_identifier(database)}.{influxql_identifier(retention_policy)}.{target}"
-    return f"SELECT * FROM {target} WHERE {influxql_identifier('hub')} = {influxql_string(hub)}"
+    where = f"{quote_ident('hub')} = {quote_literal(hub)}"
+    return f"SELECT * FROM {client.target('custody')} WHERE {where}"
 
 
 class _Malformed(Exception):
@@ -277,99 +259,12 @@ def record_from_influx(row: Mapping[str, Any]) -> HandoffRecord:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class InfluxSource:
-    """Where and how to query InfluxDB (the ``/query`` endpoint, InfluxQL)."""
-
-    url: str
-    database: str
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
-    retention_policy: str | None = None
-    timeout_s: float = 10.0
-    verify_tls: bool = True
-    ca_file: str | None = None
-
-    @classmethod
-    def from_config(cls, config: InfluxSinkConfig) -> InfluxSource:
-        """From ``[sinks.influx]``; with api v2 the bucket is the database (DBRP mapping)."""
-        database = config.database if config.api == "v1" else (config.bucket or config.database)
-        return cls(
-            url=config.url,
-            database=database,
-            username=config.username,
-            password=config.password.resolve() if config.password is not None else None,
-            token=config.token.resolve() if config.token is not None else None,
-            retention_policy=config.retention_policy,
-            timeout_s=config.timeout_s,
-            verify_tls=config.verify_tls,
-            ca_file=config.ca_file,
-        )
-
-    def headers(self) -> dict[str, str]:
-        """Basic auth for a username, ``Token`` for a token, else none."""
-        if self.username:
-            pair = f"{self.username}:{self.password or ''}".encode()
-            return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
-        if self.token:
-            return {"Authorization": f"Token {self.token}"}
-        return {}
-
-
-def read_influx_rows(source: InfluxSource, hub: str) -> list[dict[str, Any]]:
+def read_influx_rows(client: InfluxQLClient, hub: str) -> list[dict[str, Any]]:
     """Every custody point of the hub as a dict of columns, oldest first (paged)."""
-    query = custody_query(hub, database=source.database, retention_policy=source.retention_policy)
-    tls: dict[str, Any] = {}
-    if source.url.startswith("https://"):
-        tls["cert_reqs"] = "CERT_REQUIRED" if source.verify_tls else "CERT_NONE"
-        if source.ca_file:
-            tls["ca_certs"] = source.ca_file
-    pool = urllib3.PoolManager(
-        retries=False, timeout=urllib3.Timeout(total=source.timeout_s), **tls
-    )
-    url = source.url.rstrip("/") + "/query"
-    rows: list[dict[str, Any]] = []
     try:
-        offset = 0
-        while True:
-            page = f"{query} ORDER BY time ASC LIMIT {INFLUX_PAGE} OFFSET {offset}"
-            fields = {"q": page, "db": source.database, "epoch": "ns"}
-            try:
-                resp = pool.request("GET", url, fields=fields, headers=source.headers())
-            except HTTPError as exc:
-                msg = f"InfluxDB at {source.url} cannot be reached: {exc}"
-                raise VerifyError(msg) from exc
-            batch = _rows_of(resp.status, resp.data, source.url)
-            rows.extend(batch)
-            if len(batch) < INFLUX_PAGE:
-                return rows
-            offset += INFLUX_PAGE
-    finally:
-        pool.clear()
-
-
-def _rows_of(status: int, body: bytes, url: str) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        msg = f"InfluxDB at {url} answered {status} with non-JSON: {body[:200]!r}"
-        raise VerifyError(msg) from exc
-    errors = [doc["error"]] if isinstance(doc, dict) and "error" in doc else []
-    results = doc.get("results", []) if isinstance(doc, dict) else []
-    errors += [r["error"] for r in results if "error" in r]
-    if status != 200 or errors:
-        msg = f"InfluxDB at {url} refused the query ({status}): {'; '.join(map(str, errors))}"
-        raise VerifyError(msg)
-    out: list[dict[str, Any]] = []
-    for result in results:
-        for series in result.get("series", []):
-            tags = series.get("tags", {})
-            for values in series.get("values", []):
-                row = dict(tags)
-                row.update(zip(series["columns"], values, strict=True))
-                out.append(row)
-    return out
+        return client.paged_rows(custody_query(hub, client), page=INFLUX_PAGE)
+    except InfluxQueryError as exc:
+        raise VerifyError(str(exc)) from exc
 
 
 def verify_influx_rows(
@@ -416,7 +311,7 @@ def verify_influx(
     ValueError for a hub id outside the config pattern; VerifyError when InfluxDB cannot
     be read.
     """
-    source = InfluxSource(
+    client = InfluxQLClient(
         url=url,
         database=database,
         username=username,
@@ -427,7 +322,11 @@ def verify_influx(
         verify_tls=verify_tls,
         ca_file=ca_file,
     )
-    result, _ = verify_influx_rows(read_influx_rows(source, hub), hub, expect_last=expect_last)
+    try:
+        rows = read_influx_rows(client, hub)
+    finally:
+        client.close()
+    result, _ = verify_influx_rows(rows, hub, expect_last=expect_last)
     return result
 
 
@@ -440,7 +339,7 @@ def cross_check(journal: Sequence[HandoffRecord], influx: Sequence[HandoffRecord
         if mine is None:
             continue
         if mine.hash != record.hash:
-            return _bad(
+            return failed_result(
                 "journal vs influx",
                 checked,
                 record.seq,
@@ -453,17 +352,6 @@ def cross_check(journal: Sequence[HandoffRecord], influx: Sequence[HandoffRecord
 
 
 # -- the command ---------------------------------------------------------------------------
-
-
-def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``coldchain verify``."""
-    p.add_argument("--config", required=True, help="the gateway config file (TOML)")
-    p.add_argument(
-        "--source",
-        choices=("journal", "influx", "both"),
-        default=None,
-        help="which copy to check (default: both when [sinks.influx] is set, else journal)",
-    )
 
 
 def check_journal(
@@ -485,115 +373,3 @@ def check_journal(
         return result, list(journal_records(ledger)), journal.cursor(FORWARDER_SINK, CUSTODY_STREAM)
     finally:
         journal.close()
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    """``coldchain verify``: 0 intact, 1 tampering found, 2 config error, 3 source unreadable."""
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        err.print(f"[red]{args.config}: {exc}[/red]", markup=True, highlight=False)
-        for path, msg in exc.problems:
-            err.print(f"  {path}: {msg}", markup=False, highlight=False)
-        return 2
-    influx_config = config.sinks.influx
-    source = args.source or ("both" if influx_config is not None else "journal")
-    if source in ("influx", "both") and influx_config is None:
-        err.print(f"{args.config}: --source {source} needs [sinks.influx]", markup=False)
-        return 2
-    journal_path = Path(config.journal.path)
-    if source in ("journal", "both") and not journal_path.exists():
-        err.print(f"journal {journal_path} does not exist (journal.path)", markup=False)
-        return 2
-
-    results: list[VerifyResult] = []
-    unreadable: list[str] = []
-    journal_chain: list[HandoffRecord] = []
-    cursor = 0
-    if source in ("journal", "both"):
-        try:
-            journal_result, journal_chain, cursor = check_journal(journal_path, config)
-            results.append(journal_result)
-        except (JournalError, sqlite3.Error) as exc:
-            unreadable.append(f"journal: {exc}")
-    if source in ("influx", "both"):
-        assert influx_config is not None
-        try:
-            rows = read_influx_rows(InfluxSource.from_config(influx_config), config.hub.id)
-        except (VerifyError, ConfigError) as exc:
-            unreadable.append(f"influx: {exc}")
-        else:
-            # The forwarder's cursor is the last seq InfluxDB confirmed: it must hold them all.
-            result, influx_chain = verify_influx_rows(
-                rows, config.hub.id, expect_last=cursor or None
-            )
-            results.append(_name_missing(result, journal_chain))
-            if source == "both" and results[0].ok and result.ok:
-                results.append(_compare(journal_chain, influx_chain, results[0]))
-
-    table = Table(title=f"custody chain of hub {config.hub.id}")
-    table.add_column("source", no_wrap=True)
-    table.add_column("checked", justify="right", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("first bad record (seq, shipment, event, time)", overflow="fold")
-    table.add_column("reason", overflow="fold")
-    for r in results:
-        ident = [
-            "" if r.first_bad_seq is None else f"seq {r.first_bad_seq}",
-            r.shipment or "",
-            r.event or "",
-            iso_utc(r.ts_ns) if r.ts_ns is not None else "",
-        ]
-        table.add_row(
-            r.source,
-            str(r.checked),
-            "[green]OK[/green]" if r.ok else "[bold red]TAMPERED[/bold red]",
-            "\n".join(part for part in ident if part),
-            r.reason or "",
-        )
-    out.print(table)
-    for r in results:
-        out.print(r.describe(), markup=False, highlight=False)
-    for problem in unreadable:
-        err.print(f"cannot verify {problem}", markup=False, highlight=False)
-    if any(not r.ok for r in results):
-        return 1
-    return 3 if unreadable else 0
-
-
-def _name_missing(result: VerifyResult, journal_chain: Sequence[HandoffRecord]) -> VerifyResult:
-    """A record missing from InfluxDB is named from the journal's copy when there is one."""
-    if result.ok or result.first_bad_seq is None:
-        return result
-    reason = result.reason or ""
-    if not (reason.startswith(("sequence gap", "missing record"))):
-        return result
-    for record in journal_chain:
-        if record.seq == result.first_bad_seq:
-            return replace(result, shipment=record.shipment, event=record.event, ts_ns=record.ts_ns)
-    return result
-
-
-def _compare(
-    journal_chain: Sequence[HandoffRecord],
-    influx_chain: Sequence[HandoffRecord],
-    journal_result: VerifyResult,
-) -> VerifyResult:
-    crossed = cross_check(journal_chain, influx_chain)
-    if crossed.ok and crossed.last_seq > journal_result.last_seq:
-        first = journal_result.last_seq + 1
-        found = next((r for r in influx_chain if r.seq == first), None)
-        reason = (
-            f"missing record: InfluxDB holds up to seq {crossed.last_seq},"
-            f" the journal ends at {journal_result.last_seq}"
-        )
-        return replace(
-            _bad("journal vs influx", crossed.checked, first, reason, found),
-            last_seq=crossed.last_seq,
-        )
-    return crossed

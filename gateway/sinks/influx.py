@@ -38,6 +38,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from gateway.config import InfluxSinkConfig
 from gateway.core.errors import SinkRejected, SinkUnavailable
+from gateway.influxql.client import http_pool
 
 log = logging.getLogger(__name__)
 
@@ -131,36 +132,23 @@ class InfluxWriter:
                 "(verify_tls = false): anyone on the path can read and alter the data",
                 self.base_url,
             )
-            # our own warning above says it once; urllib3 would repeat it per request
+            # said once above; urllib3 (also under the v2 client) would repeat it per request
             urllib3.disable_warnings(InsecureRequestWarning)
         self._pool: urllib3.PoolManager | None = None
         self._client: Any = None
         self._write_api: Any = None
         if config.api == "v1":
-            self._pool = self._make_pool(https)
+            self._pool = self._make_pool()
             self._write_url = f"{self.base_url}/write?{urllib.parse.urlencode(self._params())}"
             self._headers = self._auth_headers()
         else:
             self._open_v2_client()
 
     # -- construction -----------------------------------------------------------------
-    def _make_pool(self, https: bool) -> urllib3.PoolManager:
+    def _make_pool(self) -> urllib3.PoolManager:
         cfg = self.config
-        tls: dict[str, Any] = {}
-        if https:
-            if cfg.verify_tls:
-                tls["cert_reqs"] = "CERT_REQUIRED"
-                if cfg.ca_file:
-                    tls["ca_certs"] = os.path.expandvars(cfg.ca_file)
-            else:
-                tls["cert_reqs"] = "CERT_NONE"
-                tls["assert_hostname"] = False
-        return urllib3.PoolManager(
-            num_pools=2,
-            maxsize=2,
-            retries=False,
-            timeout=urllib3.Timeout(connect=min(cfg.timeout_s, 5.0), read=cfg.timeout_s),
-            **tls,
+        return http_pool(
+            cfg.url, verify_tls=cfg.verify_tls, ca_file=cfg.ca_file, timeout_s=cfg.timeout_s
         )
 
     def _params(self) -> dict[str, str]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
-from gateway.core.model import Quality, Reading
+from gateway.core.model import UNUSABLE_MASK, Reading
 from gateway.sop.excursion import ExcursionDetector, ExcursionEvent
 from gateway.sop.mkt import RollingMkt
 from gateway.sop.profiles import ProductProfile
@@ -38,9 +38,6 @@ class MktEvent:
     limit_c: float
     window_s: float
     dh_kj_per_mol: float
-
-
-_UNUSABLE = int(Quality.SENTINEL | Quality.IMPOSSIBLE | Quality.SPIKE)
 
 
 def severity(profile: ProductProfile, temp_c: float) -> float:
@@ -124,7 +121,7 @@ class ZoneMonitor:
         events: list[ExcursionEvent | MktEvent] = []
         self.zone_values = []
         for r in readings:
-            if r.quality & _UNUSABLE:  # Quality(r.quality).usable, without an enum per reading
+            if r.quality & UNUSABLE_MASK:  # Quality(r.quality).usable, without an enum per reading
                 continue
             self._latest.setdefault(r.zone, {})[r.sensor] = (r.ts_ns, r.temp_c)
             zone = self._zones.get(r.zone)

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from gateway.config import SensorConfig, ZoneConfig
 from gateway.core.clock import NS_PER_S, iso_utc
-from gateway.core.model import Quality
+from gateway.core.model import UNUSABLE_MASK
 from gateway.custody.events import CustodyKind
 from gateway.sop.excursion import CumulativeBudget, ExcursionDetector
 from gateway.sop.mkt import mean_kinetic_temperature, time_weighted_samples
@@ -53,13 +53,12 @@ ReasonLevel = Literal["reject", "review", "info"]
 ChainStatus = Literal["verified", "broken", "not_verified"]
 
 DEFAULT_INTERVAL_S = 60.0  # a sensor seen in the data but missing from the config
-_UNUSABLE = int(Quality.SENTINEL | Quality.IMPOSSIBLE | Quality.SPIKE)
 _RANK: dict[str, int] = {"info": 0, "review": 1, "reject": 2}
 
 
 def usable(quality: int) -> bool:
     """True when the SOP rules may use a reading with these quality flags."""
-    return not quality & _UNUSABLE
+    return not quality & UNUSABLE_MASK
 
 
 def _minutes(seconds: float) -> str:

@@ -16,7 +16,6 @@ import logging
 import sqlite3
 import sys
 import time
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config import GatewayConfig, load_config
 from gateway.core.clock import datetime_to_ns, iso_utc
 from gateway.core.errors import ConfigError, GatewayError
+from gateway.influxql.client import InfluxQLClient
 from gateway.trace import DEFAULT_CONTEXT_S, build_trace
 from gateway.trace.analysis import TraceResult
 from gateway.trace.outputs import write_csv, write_json
@@ -101,17 +101,8 @@ def open_source(args: argparse.Namespace, config: GatewayConfig) -> TraceSource:
     if influx is None:
         msg = "the config has no [sinks.influx]; use --source journal or configure InfluxDB"
         raise TraceInputError(msg)
-    database = args.database or (influx.bucket if influx.api == "v2" else influx.database)
-    return InfluxSource(
-        influx.url,
-        database or influx.database,
-        config.hub.id,
-        retention_policy=influx.retention_policy,
-        username=influx.username,
-        password=influx.password.resolve() if influx.password is not None else None,
-        token=influx.token.resolve() if influx.token is not None else None,
-        timeout_s=influx.timeout_s,
-    )
+    client = InfluxQLClient.from_config(influx, database=args.database)
+    return InfluxSource(client, config.hub.id)
 
 
 def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
@@ -127,11 +118,11 @@ def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
             influx = config.sinks.influx
             if influx is None:
                 return None
-            where = verify.InfluxSource.from_config(influx)
-            rows = verify.read_influx_rows(
-                replace(where, database=args.database) if args.database else where,
-                config.hub.id,
-            )
+            client = InfluxQLClient.from_config(influx, database=args.database)
+            try:
+                rows = verify.read_influx_rows(client, config.hub.id)
+            finally:
+                client.close()
             result, _ = verify.verify_influx_rows(rows, config.hub.id)
             return result
         return verify.check_journal(Path(config.journal.path), config)[0]
@@ -263,7 +254,7 @@ def run_trace(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m gateway.trace.cli``) until wired into coldchain."""
+    """``coldchain trace`` without the root parser (demo, ``python -m gateway.trace.cli``)."""
     parser = argparse.ArgumentParser(prog="coldchain trace", description=__doc__)
     add_trace_arguments(parser)
     return run_trace(parser.parse_args(argv))

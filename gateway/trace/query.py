@@ -12,12 +12,7 @@ unvalidated one stays inside its string literal.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,8 +20,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from gateway.core.errors import GatewayError
+from gateway.core.model import IDENTIFIER_PATTERN
+from gateway.influxql.client import InfluxQLClient, InfluxQueryError, quote_literal
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+ID_PATTERN = re.compile(IDENTIFIER_PATTERN)
 NS_PER_S = 1_000_000_000
 DAY_NS = 86_400 * NS_PER_S
 ALERT_LOOKBACK_NS = DAY_NS  # an alert raised shortly before arrival is still on the log
@@ -53,16 +50,6 @@ def validate_id(value: object, what: str) -> str:
         )
         raise TraceInputError(msg)
     return value
-
-
-def quote_literal(value: str) -> str:
-    """An InfluxQL string literal: single quotes, backslash and quote escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def quote_ident(value: str) -> str:
-    """An InfluxQL identifier: double quotes, backslash and double quote escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class TracePoint(NamedTuple):
@@ -199,75 +186,38 @@ def alerts_query(
 
 
 class InfluxSource:
-    """Reads a hub's data from InfluxDB (1.x, or the 1.x-compatible ``/query`` of 2.x/3.x)."""
+    """Reads a hub's data from InfluxDB through the shared InfluxQL client.
+
+    Readings are fetched in ``chunk_s`` windows by ``workers`` threads (the client's
+    pool is thread-safe).
+    """
 
     def __init__(
         self,
-        url: str,
-        database: str,
+        client: InfluxQLClient,
         hub: str,
         *,
-        retention_policy: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        token: str | None = None,
-        timeout_s: float = 30.0,
         chunk_s: float = 86_400.0,
         workers: int = 4,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            msg = f"InfluxDB url must start with http:// or https://, got {url!r}"
-            raise TraceInputError(msg)
-        self.url = url.rstrip("/")
-        self.database = validate_id(database, "database")
+        self.client = client
+        self.url = client.url
+        self.database = validate_id(client.database, "database")
         self.hub = validate_id(hub, "hub id")
-        self.retention_policy = (
-            None if retention_policy is None else validate_id(retention_policy, "retention policy")
-        )
-        self.timeout_s = timeout_s
+        if client.retention_policy is not None:
+            validate_id(client.retention_policy, "retention policy")
         self.chunk_ns = round(chunk_s * NS_PER_S)
         self.workers = max(1, workers)
-        self._headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
-        if token is not None:
-            self._headers["Authorization"] = f"Token {token}"
-        elif username is not None:
-            pair = f"{username}:{password or ''}".encode()
-            self._headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
 
     def _from(self, measurement: str) -> str:
-        if self.retention_policy is None:
-            return quote_ident(measurement)
-        return ".".join(quote_ident(p) for p in (self.database, self.retention_policy, measurement))
+        return self.client.target(measurement)
 
     def run(self, query: str) -> list[dict[str, Any]]:
-        """POST one InfluxQL statement; the series of its result (TraceSourceError on failure)."""
-        body = urllib.parse.urlencode({"q": query, "db": self.database, "epoch": "ns"}).encode()
-        req = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            f"{self.url}/query", data=body, method="POST", headers=self._headers
-        )
+        """One InfluxQL statement; the series of its result (TraceSourceError on failure)."""
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                detail = exc.read()[:300]
-            msg = f"InfluxDB {self.url} answered {exc.code}: {detail!r}"
-            raise TraceSourceError(msg) from exc
-        except OSError as exc:
-            msg = f"InfluxDB {self.url} is unreachable: {exc}"
-            raise TraceSourceError(msg) from exc
-        try:
-            answer = json.loads(raw)
-        except ValueError as exc:
-            msg = f"InfluxDB {self.url} answered with non-JSON: {raw[:200]!r}"
-            raise TraceSourceError(msg) from exc
-        series: list[dict[str, Any]] = []
-        for result in answer.get("results", []):
-            if "error" in result:
-                msg = f"InfluxQL failed: {result['error']}"
-                raise TraceSourceError(msg)
-            series.extend(result.get("series", []))
-        return series
+            return self.client.series(query)
+        except InfluxQueryError as exc:
+            raise TraceSourceError(str(exc)) from exc
 
     def custody_events(self, shipment: str) -> list[CustodyStep]:
         """The shipment's custody points, oldest first (by time, then per-hub seq)."""

@@ -11,18 +11,12 @@ from pathlib import Path
 import pytest
 
 from gateway.apps.localservices import InfluxDB1
+from gateway.apps.verify_cli import add_verify_arguments, run_verify
 from gateway.custody.chain import HandoffRecord
 from gateway.custody.events import CustodyEvent, CustodyKind
 from gateway.custody.ledger import CustodyLedger
-from gateway.custody.verify import (
-    add_verify_arguments,
-    custody_query,
-    influxql_identifier,
-    influxql_string,
-    run_verify,
-    verify_influx,
-    verify_journal,
-)
+from gateway.custody.verify import custody_query, verify_influx, verify_journal
+from gateway.influxql.client import InfluxQLClient, quote_ident, quote_literal
 from gateway.journal.store import Journal
 from gateway.outbox.streams import custody_line
 
@@ -193,14 +187,13 @@ def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_influxql_literals_and_identifiers_are_escaped() -> None:
-    assert influxql_string("a'b\\c") == "'a\\'b\\\\c'"
-    assert influxql_identifier('we"ird\\') == '"we\\"ird\\\\"'
-    assert custody_query("hub-a", database="db") == (
+    assert quote_literal("a'b\\c") == "'a\\'b\\\\c'"
+    assert quote_ident('we"ird\\') == '"we\\"ird\\\\"'
+    assert custody_query("hub-a", InfluxQLClient("http://127.0.0.1:9", "db")) == (
         'SELECT * FROM "custody" WHERE "hub" = \'hub-a\''
     )
-    assert custody_query("hub-a", database='d"b', retention_policy="rp 1").startswith(
-        'SELECT * FROM "d\\"b"."rp 1"."custody"'
-    )
+    client = InfluxQLClient("http://127.0.0.1:9", 'd"b', retention_policy="rp 1")
+    assert custody_query("hub-a", client).startswith('SELECT * FROM "d\\"b"."rp 1"."custody"')
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from gateway.apps.localservices import InfluxDB1
 from gateway.core.model import Reading
 from gateway.custody.events import CustodyEvent
 from gateway.custody.ledger import CustodyLedger
+from gateway.influxql.client import InfluxQLClient, quote_ident, quote_literal
 from gateway.journal.store import Journal
 from gateway.outbox.lineprotocol import line, reading_line
 from gateway.trace.query import (
@@ -19,8 +20,6 @@ from gateway.trace.query import (
     TraceSourceError,
     alerts_query,
     custody_query,
-    quote_ident,
-    quote_literal,
     readings_query,
     time_chunks,
     validate_id,
@@ -89,7 +88,7 @@ def test_time_chunks_cover_the_window_without_overlap() -> None:
 
 def test_the_source_refuses_a_crafted_id_before_any_query() -> None:
     # nothing listens on port 9: a query would fail with TraceSourceError instead
-    source = InfluxSource("http://127.0.0.1:9", "db", "hub-a", timeout_s=0.5)
+    source = InfluxSource(InfluxQLClient("http://127.0.0.1:9", "db", timeout_s=0.5), "hub-a")
     with pytest.raises(TraceInputError):
         source.custody_events("SH-1' OR '1'='1")
     with pytest.raises(TraceInputError):
@@ -135,7 +134,7 @@ def test_escaping_alone_cannot_read_another_shipment(
             ]
         ),
     )
-    source = InfluxSource(server.url, db, "hub-a")
+    source = InfluxSource(InfluxQLClient(server.url, db), "hub-a")
     assert [s.kind for s in source.custody_events("SH-2")] == ["received", "put_away"]
     # bypass validation: the query builder gets the hostile string as is
     rows = source._custody(custody_query("hub-a", hostile.format(db=db)))
@@ -156,7 +155,7 @@ def test_escaped_zone_cannot_widen_a_readings_query(influx_db: tuple[InfluxDB1, 
             for z, s in (("dock", "s-dock"), ("cold", "s-cold"))
         ),
     )
-    source = InfluxSource(server.url, db, "hub-a")
+    source = InfluxSource(InfluxQLClient(server.url, db), "hub-a")
     assert len(source.readings("dock", T0, T0 + 10 * MIN)) == 3
     hostile = readings_query("hub-a", "dock' OR zone='cold", T0, T0 + 10 * MIN)
     assert source._points("dock", hostile) == []
@@ -174,7 +173,7 @@ def test_influx_progress_counts_one_chunk_per_day(influx_db: tuple[InfluxDB1, st
         ),
     )
     seen: list[tuple[int, int]] = []
-    source = InfluxSource(server.url, db, "hub-a")
+    source = InfluxSource(InfluxQLClient(server.url, db), "hub-a")
     points = source.readings("dock", T0, T0 + 3 * day, progress=lambda d, t: seen.append((d, t)))
     assert len(points) == 3
     assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]

@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.core.clock import iso_utc
 from gateway.core.model import Reading
 from gateway.custody.chain import GENESIS_HASH, HandoffRecord, record_hash
+from gateway.influxql.client import InfluxQLClient
 from gateway.outbox.lineprotocol import line, reading_line
 from gateway.outbox.streams import alert_line, custody_line
 from gateway.trace import build_trace
@@ -161,7 +162,7 @@ def config_file(tmp_path: Path, server: InfluxDB1, db: str) -> Path:
 def trace_of(tmp_path: Path, server: InfluxDB1, db: str, shipment: str) -> TraceResult:
     config: GatewayConfig = load_config(config_file(tmp_path, server, db))
     return build_trace(
-        InfluxSource(server.url, db, "hub-a"),
+        InfluxSource(InfluxQLClient(server.url, db), "hub-a"),
         config,
         shipment,
         as_of_ns=T0 + 2 * 24 * 60 * MIN,

@@ -1,0 +1,1 @@
+"""Reading InfluxDB: one InfluxQL ``/query`` client (quoting, auth, TLS, paging, no redirects)."""
