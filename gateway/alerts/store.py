@@ -34,8 +34,6 @@ from typing import Any
 from gateway.core.clock import iso_utc
 from gateway.core.errors import GatewayError
 
-PAYLOAD_SCHEMA_VERSION = "1"
-
 
 class Severity(StrEnum):
     """How bad an alert is; ordered info < warning < critical."""
@@ -168,7 +166,7 @@ _COLUMNS = (
 )
 
 
-def _finite(value: float | None) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
     if value is None:
         return None
     value = float(value)
@@ -341,8 +339,8 @@ class AlertStore:
                 escalated = replace(
                     existing,
                     severity=sev,
-                    value=_finite(value),
-                    limit=_finite(limit),
+                    value=finite_or_none(value),
+                    limit=finite_or_none(limit),
                     message=message or existing.message,
                     details={**existing.details, **details_dict},
                 )
@@ -362,8 +360,8 @@ class AlertStore:
                 state=AlertState.RAISED,
                 started_ns=int(started_ns),
                 raised_ns=int(raised_ns),
-                value=_finite(value),
-                limit=_finite(limit),
+                value=finite_or_none(value),
+                limit=finite_or_none(limit),
                 message=message,
                 details=details_dict,
             )
@@ -405,7 +403,7 @@ class AlertStore:
                 alert,
                 state=AlertState.CLEARED,
                 cleared_ns=int(at_ns),
-                value=alert.value if value is None else _finite(value),
+                value=alert.value if value is None else finite_or_none(value),
             )
             self._write(cur, cleared, insert=False)
             self._append(cur, cleared, EventKind.CLEARED, at_ns)
@@ -449,72 +447,3 @@ class AlertStore:
         """Id of the newest outbox event (0 when there is none)."""
         row = self._db.execute("SELECT MAX(id) FROM alert_events").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
-
-
-def _iso_or_none(ns: int | None) -> str | None:
-    return None if ns is None else iso_utc(ns)
-
-
-def _common(alert: Alert) -> dict[str, object]:
-    return {
-        "schema": PAYLOAD_SCHEMA_VERSION,
-        "hub": alert.hub,
-        "alert_id": alert.id,
-        "rule": alert.rule,
-        "subject": alert.subject,
-        "severity": str(alert.severity),
-        "state": str(alert.state),
-        "started_at": iso_utc(alert.started_ns),
-        "raised_at": iso_utc(alert.raised_ns),
-        "value": _finite(alert.value),
-        "limit": _finite(alert.limit),
-        "message": alert.message,
-        "acknowledged_by": alert.acknowledged_by,
-        "acknowledged_at": _iso_or_none(alert.acknowledged_ns),
-        "details": dict(alert.details),
-    }
-
-
-def event_payload(
-    alert: Alert, kind: EventKind | str, at_ns: int, note: str = ""
-) -> dict[str, object]:
-    """JSON body for ``{prefix}/events``: type ``alert.<kind>`` plus the alert's state."""
-    k = EventKind(kind)
-    payload: dict[str, object] = {"type": f"alert.{k}", **_common(alert)}
-    payload["cleared_at"] = _iso_or_none(alert.cleared_ns)
-    payload["at"] = iso_utc(at_ns)
-    if note:
-        payload["note"] = note
-    return payload
-
-
-def retained_payload(alert: Alert) -> dict[str, object]:
-    """JSON body for retained ``{prefix}/alerts/{id}``; ValueError for a cleared alert.
-
-    A cleared alert is published as an empty retained message, which removes the topic.
-    """
-    if not alert.active:
-        msg = f"alert {alert.id} is cleared: publish an empty retained message instead"
-        raise ValueError(msg)
-    return _common(alert)
-
-
-class HubState(StrEnum):
-    """Hub status on the retained ``status`` topic."""
-
-    ONLINE = "online"
-    DEGRADED = "degraded"
-    OFFLINE = "offline"
-
-
-def status_payload(
-    hub: str, state: HubState | str, at_ns: int, reasons: Sequence[str] = ()
-) -> dict[str, object]:
-    """JSON body for retained ``{prefix}/status`` (also the Will, with state offline)."""
-    return {
-        "schema": PAYLOAD_SCHEMA_VERSION,
-        "hub": hub,
-        "state": str(HubState(state)),
-        "at": iso_utc(at_ns),
-        "reasons": list(reasons),
-    }

@@ -320,14 +320,14 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
             return Group(
                 view.table(),
                 alerts_table(active),
-                counters_table(gateway.status()),
+                counters_table(gateway.status.snapshot()),
                 f"[dim]{left:4.0f} s left - Ctrl-C stops early[/]",
             )
 
         if args.no_live or not console.is_terminal:
             while loop.time() < end:
                 await asyncio.sleep(min(5.0, max(0.0, end - loop.time())))
-                s = gateway.status()["counters"]
+                s = gateway.status.snapshot()["counters"]
                 console.print(
                     f"received {sum(s['received'].values()):,} committed {s['committed']:,} "
                     f"dropped {sum(s['dropped'].values()):,} written {s['written']}"

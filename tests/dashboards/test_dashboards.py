@@ -258,7 +258,7 @@ async def fill(tmp_path: Path, influx: InfluxDB1, db: str) -> tuple[int, int]:
             await wait_for(
                 lambda: gw.counters.dropped.get("board-a:checksum"), what="checksum drops"
             )
-            await gw.refresh_status()
+            await gw.status.refresh()
             await wait_for(lambda: influx.count(db, "alert") >= 6, what="alerts in InfluxDB")
             checksum_health = 'SELECT last(/^dropped_.*_checksum$/) FROM "gateway_health"'
             await wait_for(lambda: influx.rows(checksum_health, db), what="checksum drops")

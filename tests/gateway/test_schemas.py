@@ -11,15 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.alerts.store import (
-    AlertStore,
-    HubState,
-    Severity,
-    event_payload,
-    retained_payload,
-    status_payload,
-)
+from gateway.alerts.store import AlertStore, Severity
 from gateway.journal.store import Journal
+from gateway.sinks.planner.payloads import HubState, event_payload, retained_payload, status_payload
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 T0 = 1_767_225_600_000_000_000

@@ -56,7 +56,7 @@ async def test_influx_outage_is_backfilled_in_order_without_gaps_or_duplicates(
             down_at = gw.counters.committed
             await asyncio.sleep(OUTAGE_S)
             assert gw.counters.write_failures["influx"] > 0
-            backlog = gw.status()["sinks"]["influx"]["backlog"]
+            backlog = gw.status.snapshot()["sinks"]["influx"]["backlog"]
             assert backlog > 0, "readings wait in the journal while InfluxDB is down"
             assert gw.counters.committed > down_at + 10 * OUTAGE_S, "ingest goes on"
             await asyncio.to_thread(influx.start)

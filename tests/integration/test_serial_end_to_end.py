@@ -110,11 +110,11 @@ async def test_gateway_health_snapshots_reach_influx(
             await wait_for(lambda: gw.counters.connected.get("board-a"), 5, "port opened")
             await board.send_lines(30)
             await wait_for(lambda: gw.counters.committed == 30, what="30 readings")
-            await gw.refresh_status()
+            await gw.status.refresh()
             await wait_for(
                 lambda: influx.rows("SELECT * FROM gateway_health", db), what="health points"
             )
-            status = gw.status()
+            status = gw.status.snapshot()
             assert "readings_per_s" in status
             assert status["oldest_unsent_age_s"]["influx"] >= 0
     rows = influx.rows("SELECT * FROM gateway_health", db)

@@ -7,7 +7,8 @@ Topics, under ``topic_prefix`` (default ``coldchain/v1/{hub}/``; see docs/planne
 - ``alerts/{alert_id}``: retained while the alert is active; an empty retained message
   (which deletes the topic) once it cleared.
 - ``events``: QoS 1 stream of alert changes and ``command.rejected`` replies.
-- ``cmd/<name>``: inbound commands; ``ack`` is built in, others go to ``on_command``.
+- ``cmd/<name>``: inbound commands (``gateway.sinks.planner.commands``); ``ack`` is built in,
+  others go to the handlers given as ``commands``.
 
 Publishing goes through the journal outbox (``alert_events``) behind the cursor
 ``("planner", "alert_events")``. The cursor moves only over events whose publishes were
@@ -26,34 +27,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers.mqtt import client as mqtt_client
-from gateway.alerts.store import (
-    PAYLOAD_SCHEMA_VERSION,
-    AlertError,
-    AlertEvent,
-    AlertStore,
-    HubState,
-    event_payload,
-    retained_payload,
-    status_payload,
-)
+from gateway.alerts.store import AlertEvent, AlertStore
 from gateway.core.backoff import Backoff
-from gateway.core.clock import Clock, iso_utc
-from gateway.core.errors import GatewayError
+from gateway.core.clock import Clock
 from gateway.core.metrics import Counters
 from gateway.core.tls import persistent_session_kwargs
 from gateway.custody.events import CustodyRecord
 from gateway.journal.store import JournalRunner
+from gateway.sinks.planner.commands import CommandHandler, CommandRejected, CommandRouter
 from gateway.sinks.planner.config import PlannerConfig
+from gateway.sinks.planner.payloads import (
+    HubState,
+    custody_rejected_payload,
+    event_payload,
+    json_bytes,
+    rejected_payload,
+    retained_payload,
+    status_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,58 +67,6 @@ MAX_INFLIGHT: Final = 2 * BATCH
 MAX_COMMAND_ECHO: Final = 1024  # characters of a rejected command echoed back
 OFFLINE_PUBLISH_TIMEOUT_S: Final = 2.0
 CLOSE_TIMEOUT_S: Final = 10.0
-
-CommandHandler = Callable[[dict[str, object]], Awaitable[None]]
-
-
-class CommandRejected(GatewayError):
-    """A command handler refuses a command; the reason goes back on ``events``."""
-
-
-class AckCommand(BaseModel):
-    """Body of ``cmd/ack`` (docs/schemas/ack-command.schema.json)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    alert_id: str = Field(min_length=1)
-    by: str = Field(min_length=1)
-    note: str = ""
-
-
-def _json_bytes(payload: dict[str, object]) -> bytes:
-    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-
-
-def rejected_payload(
-    hub: str, at_ns: int, topic: str, reason: str, raw: bytes
-) -> dict[str, object]:
-    """JSON body of a ``command.rejected`` event (docs/schemas/command-rejected.schema.json)."""
-    return {
-        "schema": PAYLOAD_SCHEMA_VERSION,
-        "type": "command.rejected",
-        "hub": hub,
-        "at": iso_utc(at_ns),
-        "topic": topic,
-        "reason": reason,
-        "command": raw.decode("utf-8", errors="replace")[:MAX_COMMAND_ECHO],
-    }
-
-
-def custody_rejected_payload(hub: str, record: CustodyRecord) -> dict[str, object]:
-    """JSON body of a ``custody.rejected`` event (docs/schemas/custody-rejected.schema.json)."""
-    return {
-        "schema": PAYLOAD_SCHEMA_VERSION,
-        "type": "custody.rejected",
-        "hub": hub,
-        "at": iso_utc(record.recorded_ns),
-        "record_id": record.id,
-        "source": record.source,
-        "reason": record.reason or "unknown",
-        "detail": record.detail or "",
-        "shipment": record.shipment,
-        "event": record.kind,
-        "zone": record.zone,
-    }
 
 
 def _first_leaf(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
@@ -143,14 +90,17 @@ class PlannerFeed:
         counters: Counters,
         clock: Clock,
         health: Callable[[], tuple[HubState, list[str]]],
+        *,
+        commands: Mapping[str, CommandHandler] | None = None,
+        custody_exceptions: Callable[[int, int], Sequence[CustodyRecord]] | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
         self.prefix: str = config.topic_prefix.format(hub=hub)
         self.client_id: str = config.client_id or f"coldchain-{hub}-planner"
-        self.on_command: dict[str, CommandHandler] = {}
-        # Set by the daemon: the custody ledger's rejected_after (exception records).
-        self.custody_exceptions: Callable[[int, int], Sequence[CustodyRecord]] | None = None
+        # The custody ledger's rejected_after (exception records), if custody is wired.
+        self.custody_exceptions = custody_exceptions
+        self._commands = CommandRouter(runner, store, clock, commands or {}, self.wake)
         self._runner = runner
         self._store = store
         self._counters = counters
@@ -248,7 +198,7 @@ class PlannerFeed:
         # The Will is built per connection so its "at" is this connection's start.
         will = aiomqtt.Will(
             topic=self.status_topic,
-            payload=_json_bytes(
+            payload=json_bytes(
                 status_payload(
                     self.hub, HubState.OFFLINE, self._clock.now_ns(), ["gateway connection lost"]
                 )
@@ -314,7 +264,7 @@ class PlannerFeed:
         try:
             async with asyncio.timeout(OFFLINE_PUBLISH_TIMEOUT_S):
                 await client.publish(
-                    self.status_topic, _json_bytes(payload), qos=self.config.qos, retain=True
+                    self.status_topic, json_bytes(payload), qos=self.config.qos, retain=True
                 )
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.info("could not publish offline status: %s", exc, extra={"component": COMPONENT})
@@ -335,7 +285,7 @@ class PlannerFeed:
             return
         payload = status_payload(self.hub, current[0], self._clock.now_ns(), current[1])
         await client.publish(
-            self.status_topic, _json_bytes(payload), qos=self.config.qos, retain=True
+            self.status_topic, json_bytes(payload), qos=self.config.qos, retain=True
         )
         self._published_status = current
 
@@ -357,7 +307,7 @@ class PlannerFeed:
                 return
             for record in batch:
                 body = custody_rejected_payload(self.hub, record)
-                await client.publish(self.events_topic, _json_bytes(body), qos=self.config.qos)
+                await client.publish(self.events_topic, json_bytes(body), qos=self.config.qos)
                 position = record.id
                 await runner.call(
                     journal.set_cursor, SINK, EXCEPTIONS_STREAM, position, self._clock.now_ns()
@@ -387,8 +337,8 @@ class PlannerFeed:
         calls: list[Coroutine[Any, Any, None]] = []
         for _, event in batch:
             body = event_payload(event.alert, event.kind, event.at_ns, event.note)
-            calls.append(client.publish(self.events_topic, _json_bytes(body), qos=self.config.qos))
-            retained = _json_bytes(retained_payload(event.alert)) if event.alert.active else b""
+            calls.append(client.publish(self.events_topic, json_bytes(body), qos=self.config.qos))
+            retained = json_bytes(retained_payload(event.alert)) if event.alert.active else b""
             calls.append(
                 client.publish(
                     self.alert_topic(event.alert_id), retained, qos=self.config.qos, retain=True
@@ -455,22 +405,7 @@ class PlannerFeed:
         self, client: aiomqtt.Client, topic: str, name: str, raw: bytes
     ) -> None:
         try:
-            try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                msg = f"not JSON: {exc}"
-                raise CommandRejected(msg) from exc
-            if not isinstance(body, dict):
-                msg = "the command must be a JSON object"
-                raise CommandRejected(msg)
-            if name == "ack":
-                await self._acknowledge(body)
-                return
-            handler = self.on_command.get(name)
-            if handler is None:
-                msg = f"unknown command {name!r}"
-                raise CommandRejected(msg)
-            await handler(body)
+            await self._commands.handle(name, raw)
         except (CommandRejected, ValueError) as exc:
             # ValueError includes pydantic's ValidationError from handlers' models.
             await self._reject(client, topic, str(exc), raw, "bad_command")
@@ -480,32 +415,10 @@ class PlannerFeed:
             log.exception("command %s failed", topic, extra={"component": COMPONENT})
             await self._reject(client, topic, f"internal error: {exc}", raw, "command_failed")
 
-    async def _acknowledge(self, body: dict[str, object]) -> None:
-        try:
-            command = AckCommand.model_validate(body)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise CommandRejected(problems) from exc
-        try:
-            await self._runner.call(
-                self._store.acknowledge,
-                command.alert_id,
-                command.by,
-                self._clock.now_ns(),
-                command.note,
-            )
-        except AlertError as exc:  # UnknownAlert, AlertAlreadyCleared
-            raise CommandRejected(str(exc)) from exc
-        # The ack appended an "acknowledged" event to the outbox.
-        self.wake()
-
     async def _reject(
         self, client: aiomqtt.Client, topic: str, reason: str, raw: bytes, counter: str
     ) -> None:
         self._counters.drop(COMPONENT, counter)
         log.warning("rejected command on %s: %s", topic, reason, extra={"component": COMPONENT})
         payload = rejected_payload(self.hub, self._clock.now_ns(), topic, reason, raw)
-        await client.publish(self.events_topic, _json_bytes(payload), qos=self.config.qos)
+        await client.publish(self.events_topic, json_bytes(payload), qos=self.config.qos)

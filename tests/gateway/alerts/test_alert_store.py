@@ -19,11 +19,10 @@ from gateway.alerts.store import (
     Severity,
     UnknownAlert,
     alert_id,
-    event_payload,
-    retained_payload,
 )
 from gateway.journal.store import Journal
 from gateway.outbox.streams import alert_line
+from gateway.sinks.planner.payloads import event_payload, retained_payload
 
 T0 = 1_767_225_600_000_000_000
 S = 1_000_000_000

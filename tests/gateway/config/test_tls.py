@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.mqtt.config import MqttDriverConfig, TopicMapping
 from drivers.mqtt.driver import MqttDriver
-from gateway.alerts.store import AlertStore, HubState
+from gateway.alerts.store import AlertStore
 from gateway.apps.localservices import Mosquitto, free_port
 from gateway.config import InfluxSinkConfig
 from gateway.core.clock import ManualClock, SystemClock
@@ -51,6 +51,7 @@ from gateway.journal.store import Journal, JournalRunner
 from gateway.sinks.influx import InfluxWriter
 from gateway.sinks.planner.config import PlannerConfig
 from gateway.sinks.planner.feed import COMPONENT, PlannerFeed
+from gateway.sinks.planner.payloads import HubState
 from tests.tls_material import CLIENT_CN, KeyPair, TlsMaterial, make_tls_material, openssl_available
 
 pytestmark = pytest.mark.integration

@@ -157,7 +157,7 @@ async def test_gateway_raises_its_own_alert_and_counts_the_thinned_readings(
         thinned = gateway.counters.dropped["journal:downsampled"]
         assert thinned > 0
         assert gateway.journal.count("readings") == last - thinned
-        status = json.loads(json.dumps(gateway.status()))
+        status = json.loads(json.dumps(gateway.status.snapshot()))
         assert status["counters"]["dropped"]["journal:downsampled"] == thinned
     finally:
         stop.set()

@@ -28,13 +28,15 @@ import aiomqtt
 import jsonschema
 import pytest
 
-from gateway.alerts.store import AlertState, AlertStore, HubState, Severity
+from gateway.alerts.store import AlertState, AlertStore, Severity
 from gateway.apps.localservices import Mosquitto, free_port
 from gateway.core.clock import SystemClock
 from gateway.core.metrics import Counters
 from gateway.journal.store import Journal, JournalRunner
+from gateway.sinks.planner.commands import CommandHandler
 from gateway.sinks.planner.config import PlannerConfig
 from gateway.sinks.planner.feed import SINK, STREAM, PlannerFeed
+from gateway.sinks.planner.payloads import HubState
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +139,12 @@ class Health:
 
 @contextlib.asynccontextmanager
 async def running_feed(
-    port: int, outbox: Outbox, counters: Counters, health: Health | None = None, **config: Any
+    port: int,
+    outbox: Outbox,
+    counters: Counters,
+    health: Health | None = None,
+    commands: dict[str, CommandHandler] | None = None,
+    **config: Any,
 ) -> AsyncIterator[PlannerFeed]:
     """A PlannerFeed running in a task; close() and the task's end on exit."""
     settings: dict[str, Any] = {"port": port, "max_backoff_s": 0.5, **config}
@@ -149,6 +156,7 @@ async def running_feed(
         counters,
         outbox.clock,
         health or Health(),
+        commands=commands,
     )
     task = asyncio.create_task(feed.run())
     try:
@@ -435,9 +443,8 @@ async def test_ack_command_acknowledges_and_bad_commands_are_rejected(
 
     async with (
         listening(mosquitto.port, EVENTS) as planner,
-        running_feed(mosquitto.port, outbox, counters) as feed,
+        running_feed(mosquitto.port, outbox, counters, commands={"custody": on_custody}) as feed,
     ):
-        feed.on_command["custody"] = on_custody
         alert_id = await outbox.raise_alert("cold-1")
         feed.wake()
         await planner.wait_events(1)

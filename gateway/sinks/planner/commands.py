@@ -1,0 +1,96 @@
+"""Commands the planner feed takes in on ``{prefix}cmd/<name>`` (JSON objects).
+
+``cmd/ack`` acknowledges an alert; other names go to the handlers the daemon registers
+(``custody``: a scanner's or WMS's handoff). A refused command raises
+:class:`CommandRejected`; the feed answers it on ``events`` as ``command.rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.alerts.store import AlertError, AlertStore
+from gateway.core.clock import Clock
+from gateway.core.errors import GatewayError
+from gateway.journal.store import JournalRunner
+
+CommandHandler = Callable[[dict[str, object]], Awaitable[None]]
+
+
+class CommandRejected(GatewayError):
+    """A command handler refuses a command; the reason goes back on ``events``."""
+
+
+class AckCommand(BaseModel):
+    """Body of ``cmd/ack`` (docs/schemas/ack-command.schema.json)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str = Field(min_length=1)
+    by: str = Field(min_length=1)
+    note: str = ""
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """One line per pydantic error: ``field.path: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+class CommandRouter:
+    """Parses a command, routes it by name, acknowledges alerts in the journal."""
+
+    def __init__(
+        self,
+        runner: JournalRunner,
+        store: AlertStore,
+        clock: Clock,
+        handlers: Mapping[str, CommandHandler],
+        on_change: Callable[[], None],
+    ) -> None:
+        self._runner = runner
+        self._store = store
+        self._clock = clock
+        self._handlers = dict(handlers)
+        self._on_change = on_change
+
+    async def handle(self, name: str, raw: bytes) -> None:
+        """Apply one command; CommandRejected (or a handler's ValueError) when refused."""
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            msg = f"not JSON: {exc}"
+            raise CommandRejected(msg) from exc
+        if not isinstance(body, dict):
+            msg = "the command must be a JSON object"
+            raise CommandRejected(msg)
+        if name == "ack":
+            await self._acknowledge(body)
+            return
+        handler = self._handlers.get(name)
+        if handler is None:
+            msg = f"unknown command {name!r}"
+            raise CommandRejected(msg)
+        await handler(body)
+
+    async def _acknowledge(self, body: dict[str, object]) -> None:
+        try:
+            command = AckCommand.model_validate(body)
+        except ValidationError as exc:
+            raise CommandRejected(validation_problems(exc)) from exc
+        try:
+            await self._runner.call(
+                self._store.acknowledge,
+                command.alert_id,
+                command.by,
+                self._clock.now_ns(),
+                command.note,
+            )
+        except AlertError as exc:  # UnknownAlert, AlertAlreadyCleared
+            raise CommandRejected(str(exc)) from exc
+        # The ack appended an "acknowledged" event to the outbox.
+        self._on_change()
