@@ -220,7 +220,7 @@ def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.apps.demo import run_demo
+    from gateway.apps.demo.run import run_demo
 
     return run_demo(args)
 
