@@ -86,7 +86,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "journal": {
                 "path": str(tmp / "journal.db"),
                 "synchronous": args.synchronous,
-                "commit_interval_ms": args.commit_interval_ms,
+                **(
+                    {"commit_interval_ms": args.commit_interval_ms}
+                    if args.commit_interval_ms is not None
+                    else {}
+                ),
             },
             "profiles": {"bench": {"min_c": 2, "max_c": 8, "alarm_delay_s": 0}},
             "zones": [
@@ -100,6 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ],
         }
     )
+    args.commit_interval_ms = config.journal.commit_interval_ms  # for the report
     gateway = Gateway(config)
     driver = SyntheticDriver(zones, args.rate, args.seconds, args.flip_every)
     gateway.drivers = [driver]
@@ -150,7 +155,9 @@ def main() -> None:
     p.add_argument("--sensors-per-zone", type=int, default=10)
     p.add_argument("--flip-every", type=float, default=0.5, help="seconds between zone flips")
     p.add_argument("--synchronous", choices=["full", "normal"], default="full")
-    p.add_argument("--commit-interval-ms", type=int, default=20)
+    p.add_argument(
+        "--commit-interval-ms", type=int, default=None, help="default: the config's default"
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     r = asyncio.run(run(args))
@@ -164,7 +171,7 @@ def main() -> None:
     print(f"{'reading -> alert journaled':<34}{r['alert_p50']:>8.1f}{r['alert_p99']:>8.1f}")
     if r["commit_p99"] > 0:
         print(f"ratio alert p99 / commit p99: {r['alert_p99'] / r['commit_p99']:.2f}")
-    print("target: alert p99 < 50 ms at 1,000 readings/s")
+    print("target: alert p99 < 1 s at 1,000 readings/s (issue 19; was < 50 ms in issue 3)")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ class JournalConfig(_Strict):
         gt=0,
         description="when undelivered readings must be thinned: one per sensor per this many s",
     )
+    card_endurance_tb: float = Field(
+        default=10.0,
+        gt=0,
+        description="the storage's rated endurance in TB written (from the card's datasheet),"
+        " for the wear projection in coldchain status",
+    )
 
 
 class SensorConfig(_Strict):

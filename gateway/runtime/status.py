@@ -27,6 +27,7 @@ from gateway.ingest.batcher import Ingest
 from gateway.journal.store import JournalRunner
 from gateway.outbox.forwarder import InfluxForwarder
 from gateway.runtime.sdnotify import SystemdNotifier
+from gateway.runtime.wear import WearMeter, written_bytes
 from gateway.sinks.planner.payloads import HubState
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class StatusReporter:
         self.path = Path(config.journal.path).with_name("status.json")
         self._extras: dict[str, Any] = {}
         self._last_rate: tuple[float, int] | None = None
+        self._wear = WearMeter(config.journal.card_endurance_tb)
 
     async def run(self) -> None:
         """Refresh every ``status_interval_s``."""
@@ -115,6 +117,10 @@ class StatusReporter:
             },
             "driver_stats": {d.name: dict(d.stats()) for d in self.drivers},
         }
+        written = written_bytes()
+        wear = None if written is None else self._wear.sample(mono, written, committed)
+        if wear is not None:
+            self._extras["disk_writes"] = wear.as_json()
         c = self.counters
         fields: dict[str, float | int] = {
             "received": sum(c.received.values()),
@@ -126,6 +132,8 @@ class StatusReporter:
             "active_alerts": len(active),
             "uptime_s": round((now - self.started_ns) / 1e9, 1),
         }
+        if wear is not None:
+            fields["written_bytes_per_s"] = round(wear.bytes_per_s, 1)
         for name, b in backlogs.items():
             fields[f"backlog_{name}"] = b.records
             fields[f"oldest_unsent_age_s_{name}"] = self._extras["oldest_unsent_age_s"][name]

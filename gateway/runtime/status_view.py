@@ -33,6 +33,19 @@ def counters_table(status: dict[str, Any]) -> Table:
             table.add_row(f"oldest unsent {sink} (s)", f"{ages[sink]:,.1f}")
         if c["quarantined"].get(sink):
             table.add_row(f"[red]quarantined {sink}[/]", f"{c['quarantined'][sink]:,}")
+    wear = status.get("disk_writes")
+    if wear:
+        per = wear.get("bytes_per_reading")
+        table.add_row(
+            "disk writes (last hour)",
+            f"{wear['bytes_per_s'] / 1024:,.1f} KiB/s"
+            + (f", {per:,.0f} B/reading" if per is not None else ""),
+        )
+        table.add_row(
+            f"  per day; a {wear['card_endurance_tb']:g} TBW card lasts",
+            f"{wear['gb_per_day']:,.2f} GB; "
+            + (f"{years:,.1f} years" if (years := wear["card_years"]) is not None else "-"),
+        )
     for component, n in sorted(c["reconnects"].items()):
         table.add_row(f"reconnects {component}", f"{n:,}")
     return table

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import parse_config
+from gateway.core.clock import ManualClock
 from gateway.core.model import Delivery, RawSample
 from gateway.runtime.daemon import Gateway
 
@@ -44,3 +45,38 @@ async def test_status_shows_counters_of_a_run(
     assert "hub-status" in out
     assert "drv:unknown_sensor" in out
     assert main(["status", "--status-file", str(tmp_path / "missing.json")]) == 1
+
+
+async def test_status_projects_disk_writes_and_card_lifetime(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = parse_config(
+        {
+            "hub": {"id": "hub-wear"},
+            "journal": {"path": str(tmp_path / "journal.db"), "card_endurance_tb": 4},
+            "zones": [{"id": "cr1", "kind": "cold_storage"}],
+            "sensors": [{"id": "s1", "zone": "cr1"}],
+        }
+    )
+    clock = ManualClock()
+    gateway = Gateway(config, clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await gateway.ready.wait()
+    await gateway.status.refresh()  # the first sample of the wear meter
+    sample = RawSample(sensor="s1", temp_c=4.0, ts_ns=1, received_ns=1, source="t")
+    await gateway.ingest.submit("drv", Delivery(samples=[sample]))
+    await gateway.ingest.close()  # commits now (an fsync and its pages: bytes written)
+    clock.advance(10)
+    await gateway.status.refresh()
+    stop.set()
+    await task
+
+    wear = json.loads((tmp_path / "status.json").read_text())["disk_writes"]
+    assert wear["bytes_per_s"] >= 0  # 0 on a tmpfs, which counts no block writes
+    assert wear["card_endurance_tb"] == 4
+    assert set(wear) >= {"bytes_per_reading", "gb_per_day", "card_years"}
+    assert main(["status", "--status-file", str(tmp_path / "status.json")]) == 0
+    out = capsys.readouterr().out
+    assert "disk writes" in out
+    assert "4 TBW card lasts" in out
