@@ -1,9 +1,11 @@
 """``coldchain demo``: a simulated micro-hub end to end, with a live terminal view.
 
 Two serial sensor boards on pseudo-terminals (one with a clock, one without), a cold
-room whose compressor fails (drift accelerated for the demo), a freezer, and, when a
-broker is around, MQTT sensor nodes on the dock. Readings flow through the real
-gateway into the SQLite journal and, when InfluxDB is around, into InfluxDB.
+room whose compressor fails (drift accelerated for the demo), a freezer, a second
+freezer on RS-485 Modbus transmitters (pymodbus' server on a socat pty pair, when socat
+is installed) and, when a broker is around, MQTT sensor nodes on the dock. Readings flow
+through the real gateway into the SQLite journal and, when InfluxDB is around, into
+InfluxDB.
 
 Services: ``--services auto`` (default) uses Mosquitto / InfluxDB already answering on
 the standard loopback ports, else starts private ones from Debian's packages when
@@ -32,6 +34,7 @@ from gateway.apps.demo.scenario import (
     DEMO_DB,
     DOCK_NODES,
     HUB,
+    MODBUS_SLAVES,
     SHIPMENTS,
     config_as_toml_comment,
     demo_config,
@@ -45,6 +48,25 @@ from gateway.runtime.status_view import counters_table
 from gateway.trace.cli import main as trace_main
 
 log = logging.getLogger(__name__)
+
+
+async def _modbus_freezer(out: Path, stack: contextlib.AsyncExitStack) -> str | None:
+    """Modbus transmitters in a second freezer on a socat pty pair; None without socat."""
+    if shutil.which("socat") is None:
+        return None
+    from firmware_sim.modbus_bus import ModbusBusSim, PtyPair, SlaveSim, ThermalReader
+
+    pty = stack.enter_context(PtyPair(out))
+    zone = Freezer(seed=6)
+    slaves = []
+    for i, (slave, (_, probe)) in enumerate(MODBUS_SLAVES.items()):
+        sim = SlaveSim.of_probe(slave, probe)
+        sim.read = ThermalReader(Probe(zone, seed=60 + i), rh=70.0)
+        slaves.append(sim)
+    bus = ModbusBusSim(slaves, line_baud=9600, turnaround_s=0.005)
+    await bus.start_serial(pty.a)
+    stack.push_async_callback(bus.stop)
+    return pty.b
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -69,8 +91,17 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         {"1": Probe(freezer, seed=21), "2": Probe(freezer, seed=22)},
         board="B1", interval_s=args.interval, device_clock=False, link_dir=out,
     )  # fmt: skip
+    stack = contextlib.AsyncExitStack()
+    modbus_port = await _modbus_freezer(out, stack)
+    if modbus_port is None:
+        console.print("[cyan]socat not installed: no Modbus freezer in this demo[/]")
     config = demo_config(
-        out, str(board_a.link_path), str(board_b.link_path), services.influx_url, services.mqtt
+        out,
+        str(board_a.link_path),
+        str(board_b.link_path),
+        services.influx_url,
+        services.mqtt,
+        modbus_port,
     )
     gateway = Gateway(config)
     view = DemoView()
@@ -123,6 +154,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
             await gw_task
         board_a.close()
         board_b.close()
+        await stack.aclose()  # the Modbus bus simulator and its pty pair
     committed = gateway.counters.committed
     trace_config = out / "trace.toml"
     await asyncio.to_thread(

@@ -17,6 +17,7 @@ ZONES: dict[str, tuple[str, float, float]] = {
     "cold-room-1": ("cold_storage", 2.0, 8.0),
     "cold-room-2": ("cold_storage", 2.0, 8.0),
     "freezer-1": ("cold_storage", -30.0, -18.0),
+    "freezer-2": ("cold_storage", -30.0, -18.0),
     "dock-1": ("dock", -50.0, 50.0),
 }
 BOARD_A = {"1": ("cr1-a", "cold-room-1"), "2": ("cr1-b", "cold-room-1"),
@@ -24,13 +25,21 @@ BOARD_A = {"1": ("cr1-a", "cold-room-1"), "2": ("cr1-b", "cold-room-1"),
 BOARD_B = {"1": ("frz-a", "freezer-1"), "2": ("frz-b", "freezer-1")}
 PROFILES = {"cold-room-1": "chilled_demo", "cold-room-2": "chilled_demo", "freezer-1": "frozen"}
 DOCK_NODES = {"dock-node-1": "dock-1", "dock-node-2": "dock-1"}
+# A second freezer on RS-485 Modbus transmitters (when socat is installed): slave -> sensor
+MODBUS_ZONE = "freezer-2"
+MODBUS_SLAVES = {1: ("fz2-a", "sht20_r0"), 2: ("fz2-b", "sht30_din_float")}
 
 
 SHIPMENTS = ("SH-DEMO-1", "SH-DEMO-2")
 
 
 def demo_config(
-    out: Path, board_a: str, board_b: str, influx_url: str | None, mqtt: tuple[str, int] | None
+    out: Path,
+    board_a: str,
+    board_b: str,
+    influx_url: str | None,
+    mqtt: tuple[str, int] | None,
+    modbus_port: str | None = None,
 ) -> GatewayConfig:
     """The embedded demo config, with sinks and MQTT nodes only when services exist."""
     sensors = [
@@ -53,6 +62,7 @@ def demo_config(
         "zones": [
             {"id": z, "kind": kind, **({"profile": PROFILES[z]} if z in PROFILES else {})}
             for z, (kind, _, _) in ZONES.items()
+            if z != MODBUS_ZONE  # added below with its bus
         ],
         "sensors": sensors,
         "drivers": {
@@ -94,6 +104,23 @@ def demo_config(
                         "battery_path": "battery_v",
                         "seq_path": "seq",
                     }
+                ],
+            }
+        ]
+    if modbus_port is not None:
+        doc["zones"].append({"id": MODBUS_ZONE, "kind": "cold_storage", "profile": "frozen"})
+        sensors.extend(
+            {"id": sensor, "zone": MODBUS_ZONE, "model": "sht3x", "interval_s": 2.0}
+            for sensor, _ in MODBUS_SLAVES.values()
+        )
+        doc["drivers"]["modbus"] = [
+            {
+                "name": "freezer-2-bus",
+                "port": modbus_port,
+                "timeout_s": 0.3,
+                "devices": [
+                    {"slave": slave, "probe": probe, "sensor": sensor, "poll_interval_s": 2.0}
+                    for slave, (sensor, probe) in MODBUS_SLAVES.items()
                 ],
             }
         ]
