@@ -43,6 +43,14 @@ class DriverConfig(BaseModel):
         """Exclusive resources this block holds, e.g. ``tty:/dev/ttyUSB0``."""
         yield from ()
 
+    def warnings(self) -> Iterator[tuple[str, str]]:
+        """(field path, message) for what is valid but probably wrong (check-config prints)."""
+        yield from ()
+
+    def feeds_unnamed_sensors(self) -> bool:
+        """True when the block can feed sensors it does not name (MQTT device ids as is)."""
+        return False
+
 
 class Driver(Protocol):
     """What every input driver offers; the runtime's reconnect loop drives it.

@@ -24,6 +24,13 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
             print(f"  {path}: {msg}", file=sys.stderr)
         return 2
     print(summary(config, args.file))
+    from gateway.config.warnings import config_warnings
+
+    warnings = config_warnings(config)
+    for path, message in warnings:
+        print(f"  warning: {path}: {message}")
+    if warnings:
+        print(f"  {len(warnings)} warning(s); the config is valid and would run as it is")
     return 0
 
 

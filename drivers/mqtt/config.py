@@ -109,6 +109,24 @@ class MqttDriverConfig(MqttConnectionConfig, DriverConfig):
         """The session: two drivers with one client id on one broker steal it."""
         yield f"mqtt-session:{self.host}:{self.port}:{self.session_client_id}"
 
+    def warnings(self) -> Iterator[tuple[str, str]]:
+        """Subscriptions that overlap: the first in config order decodes the shared topics."""
+        from drivers.mqtt.payload import filters_overlap
+
+        for j, later in enumerate(self.subscriptions):
+            for i, earlier in enumerate(self.subscriptions[:j]):
+                if filters_overlap(earlier.topic, later.topic):
+                    yield (
+                        f"subscriptions[{j}].topic",
+                        f"{later.topic!r} overlaps subscriptions[{i}] {earlier.topic!r}: "
+                        f"topics matching both are decoded as {earlier.format!r} only (the "
+                        "first matching subscription wins); narrow one of them or reorder",
+                    )
+
+    def feeds_unnamed_sensors(self) -> bool:
+        """Device ids not in sensor_ids are used as sensor ids."""
+        return True
+
     @property
     def session_client_id(self) -> str:
         """The client id the persistent session is kept under."""

@@ -378,6 +378,25 @@ def filter_matches(filter_levels: Sequence[str], topic: str) -> bool:
     return len(filter_levels) == count
 
 
+def filters_overlap(first: str, second: str) -> bool:
+    """True when some topic matches both MQTT topic filters."""
+    a, b = first.split("/"), second.split("/")
+    wild = ("+", "#")
+    # A wildcard first level never matches a $-topic (MQTT 3.1.1 section 4.7.2).
+    if (a[0] in wild and second.startswith("$")) or (b[0] in wild and first.startswith("$")):
+        return False
+    for x, y in zip(a, b, strict=False):
+        if x == "#" or y == "#":
+            return True
+        if "+" not in (x, y) and x != y:
+            return False
+    if len(a) == len(b):
+        return True
+    longer = a if len(a) > len(b) else b
+    # "a/b" and "a/b/#": "#" also matches the parent level.
+    return len(longer) == min(len(a), len(b)) + 1 and longer[-1] == "#"
+
+
 class TopicRouter:
     """Picks the decoder of the first subscription whose topic filter matches a topic.
 
