@@ -24,6 +24,7 @@ from drivers.registry import REGISTRY
 from gateway.core.errors import ConfigError
 from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.core.secrets import SecretRef
+from gateway.notify.config import NotifyConfig, reference_problems
 from gateway.sinks.planner.config import PlannerConfig
 from gateway.sop.profiles import DEFAULT_PROFILES, ProductProfile
 from gateway.sop.settings import DEFAULT_DWELL_RULES, DwellRule, HealthSettings
@@ -209,6 +210,7 @@ class GatewayConfig(_Strict):
     logging: LoggingConfig = LoggingConfig()
     health: HealthSettings = HealthSettings()
     dwell_rules: list[DwellRule] = list(DEFAULT_DWELL_RULES)
+    notify: NotifyConfig | None = None
     clock_skew_bound_s: float = Field(default=120.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
 
@@ -244,6 +246,7 @@ class GatewayConfig(_Strict):
             if s.zone not in zone_ids:
                 problems.append(f"sensors[{i}].zone: unknown zone {s.zone!r}")
         problems += _driver_problems(self.drivers, set(sensor_ids))
+        problems += reference_problems(self.notify, set(zone_ids))
         if problems:
             raise ValueError("; ".join(problems))
         return self
