@@ -122,32 +122,52 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
     from gateway.alerts.store import AlertError, AlertStore
     from gateway.journal.store import Journal
+    from gateway.notify.cli import record_lines
+    from gateway.notify.history import alarm_logs
+    from gateway.notify.store import code_of, resolve_ack_code
 
     config = load_config(args.config)
     journal = Journal(config.journal.path)
     store = AlertStore(journal.connection, config.hub.id)
+    db = journal.connection
     try:
+        alert_id = args.id
+        if alert_id and store.get(alert_id) is None:
+            # The short code printed in every notification stands for its alert.
+            alert_id = resolve_ack_code(db, alert_id) or alert_id
         if args.action == "ack":
-            if not args.id or not args.by:
-                print("usage: coldchain alerts ack ID --by NAME", file=sys.stderr)
+            if not alert_id or not args.by:
+                print(
+                    "usage: coldchain alerts ack ID|CODE --by NAME [--note TEXT]", file=sys.stderr
+                )
                 return 2
             try:
-                alert = store.acknowledge(args.id, args.by, time.time_ns(), args.note or "")
+                alert = store.acknowledge(alert_id, args.by, time.time_ns(), args.note or "")
             except AlertError as exc:
                 print(f"coldchain: {exc}", file=sys.stderr)
                 return 1
             print(f"{alert.id} acknowledged by {alert.acknowledged_by}")
             return 0
-        active = store.active()
-        if not active:
+        if args.action == "show":
+            found = store.get(alert_id) if alert_id else None
+            if found is None:
+                print(f"coldchain: no alert {args.id!r}", file=sys.stderr)
+                return 1
+            shown = [found]
+        else:
+            shown = store.active() + (store.recent_cleared(args.recent) if args.recent else [])
+        if not shown:
             print("no active alerts")
             return 0
-        for a in active:
+        logs = alarm_logs(db, [a.id for a in shown])
+        for a in shown:
             by = f" (ack: {a.acknowledged_by})" if a.acknowledged_by else ""
             print(
                 f"{a.id}\t{a.severity}\t{a.state}{by}\t{a.subject}\t"
                 f"since {iso_utc(a.started_ns)}\t{a.message}"
             )
+            for text in record_lines(a, logs.get(a.id), config.hub.timezone, code_of(db, a.id)):
+                print(text)
         return 0
     finally:
         journal.close()
@@ -257,13 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_cmd_dead_letters)
 
-    p = sub.add_parser("alerts", help="list active alerts, or acknowledge one")
-    p.add_argument("action", nargs="?", choices=["list", "ack"], default="list")
-    p.add_argument("id", nargs="?", help="alert id (for ack)")
+    p = sub.add_parser(
+        "alerts", help="active alerts with who was notified, or acknowledge one (id or code)"
+    )
+    p.add_argument("action", nargs="?", choices=["list", "ack", "show"], default="list")
+    p.add_argument("id", nargs="?", help="alert id or the ack code from a notification")
+    p.add_argument("--recent", type=int, default=0, help="also list the last N cleared alerts")
     p.add_argument("--by", help="who acknowledges (for ack)")
     p.add_argument("--note", help="why (for ack)")
     p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
     p.set_defaults(func=_cmd_alerts)
+
+    from gateway.notify.cli import add_notify_arguments, run_notify
+
+    p = sub.add_parser("notify", help="send a test message to a contact and say what happened")
+    add_notify_arguments(p)
+    p.set_defaults(func=run_notify)
 
     p = sub.add_parser("handoff", help="record a custody event (queued for the daemon)")
     p.add_argument("shipment")

@@ -418,6 +418,15 @@ class AlertStore:
             (self.hub,),
         )
 
+    def recent_cleared(self, limit: int) -> list[Alert]:
+        """The last ``limit`` cleared alerts of this hub, newest clear first."""
+        cur = self._db.cursor()
+        return self._select(
+            cur,
+            "hub = ? AND state = 'cleared' ORDER BY cleared_ns DESC, id LIMIT ?",
+            (self.hub, int(limit)),
+        )
+
     def get(self, alert_id: str) -> Alert | None:
         """The alert with this id (any state), or None."""
         alert = self._by_id(self._db.cursor(), alert_id)

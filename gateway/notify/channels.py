@@ -83,14 +83,11 @@ class RedactSecrets(logging.Filter):
 
 
 REDACT = RedactSecrets()
-_installed = False
 
 
 def _apprise_logger_guard() -> None:
-    global _installed
-    if not _installed:
-        logging.getLogger("apprise").addFilter(REDACT)
-        _installed = True
+    # addFilter ignores a filter that is already installed.
+    logging.getLogger("apprise").addFilter(REDACT)
 
 
 def _local(ns: int, timezone: str) -> str:
@@ -249,8 +246,8 @@ async def _send_apprise(
     )
     if bool(result):
         return True, f"accepted by {channel.name}"
-    entries = [e for e in result.logs() if getattr(e, "level", 0) >= logging.DEBUG]
-    detail = "; ".join(str(getattr(e, "message", e)) for e in entries[-3:])
+    entries = [str(getattr(e, "message", e)) for e in result.logs()]
+    detail = "; ".join(entries[-3:])
     return False, f"{result.status.name.lower()}: {detail or 'no detail from Apprise'}"
 
 

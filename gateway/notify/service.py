@@ -16,22 +16,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gateway.alerts.store import AlertStore
-from gateway.core.clock import NS_PER_S, Clock
 from gateway.config import GatewayConfig
-from gateway.outbox.streams import Stream
-from gateway.journal.store import Journal, JournalRunner
-from gateway.outbox.lineprotocol import FieldValue, line
+from gateway.core.clock import NS_PER_S, Clock
 from gateway.core.metrics import Counters
+from gateway.journal.store import Journal, JournalRunner
 from gateway.notify.channels import Message, render, send
 from gateway.notify.config import ChannelConfig, NotifyConfig
 from gateway.notify.store import Attempt, Group, NotifyStore
 
+if TYPE_CHECKING:
+    from gateway.sinks.planner.feed import PlannerFeed
+from gateway.outbox.lineprotocol import FieldValue, line
+from gateway.outbox.streams import Stream
+
 log = logging.getLogger(__name__)
 
 COMPONENT: Final = "notify"
+PLANNER_STREAM: Final = "notification_attempts"
 POLL_S: Final = 1.0
 CLOSE_TIMEOUT_S: Final = 10.0
 
@@ -61,6 +65,21 @@ class Notifier:
         self._stopped = asyncio.Event()
         self.rounds = 0  # completed loop rounds (tests wait on this, never on time)
         self.idle = False  # blocked in a wait with no wake-up pending
+        self._planner_wake: Callable[[], None] | None = None
+
+    def attach_planner(self, planner: PlannerFeed) -> None:
+        """Publish attempts on the planner feed; take ack codes and wake on cmd/ack."""
+        hub = self.store.hub
+
+        def fetch(after: int, limit: int) -> list[tuple[int, dict[str, object]]]:
+            return [
+                (a.id, attempt_payload(hub, a)) for a in self.store.attempts_after(after, limit)
+            ]
+
+        planner.event_streams.append((PLANNER_STREAM, fetch))
+        planner.commands.resolve_ack_code = self.store.resolve_code
+        planner.commands.on_acknowledged.append(self.wake)
+        self._planner_wake = planner.wake
 
     def wake(self, *_: object) -> None:
         """Something changed (an alert event, an ack): run a round now."""
@@ -140,9 +159,7 @@ class Notifier:
                 self.config.ack_url,
             )
             ok, detail = await self._send(channel, message)
-        state = await self._runner.call(
-            self.store.settle, group, ok, detail, self._clock.now_ns()
-        )
+        state = await self._runner.call(self.store.settle, group, ok, detail, self._clock.now_ns())
         counters = self._counters
         if ok:
             counters.written[COMPONENT] += 1

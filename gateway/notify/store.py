@@ -27,7 +27,7 @@ import random
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from gateway.alerts.store import Alert, AlertEvent, AlertState, AlertStore, EventKind, Severity
@@ -226,9 +226,7 @@ class NotifyStore:
         attempt = 0
         while True:
             code = ack_code(alert_id, attempt)
-            taken = cur.execute(
-                "SELECT 1 FROM notify_ack_codes WHERE code = ?", (code,)
-            ).fetchone()
+            taken = cur.execute("SELECT 1 FROM notify_ack_codes WHERE code = ?", (code,)).fetchone()
             if not taken:
                 cur.execute(
                     "INSERT INTO notify_ack_codes (code, alert_id) VALUES (?, ?)", (code, alert_id)
@@ -337,7 +335,9 @@ class NotifyStore:
         ).fetchall()
         return [(str(r[0]), int(r[1])) for r in rows]
 
-    def _cancel_pending_levels(self, cur: sqlite3.Cursor, alert_id: str, why: str, now: int) -> None:
+    def _cancel_pending_levels(
+        self, cur: sqlite3.Cursor, alert_id: str, why: str, now: int
+    ) -> None:
         kinds = ",".join("?" for _ in LEVEL_KINDS)
         for row in self._rows(
             cur,
@@ -657,13 +657,7 @@ class NotifyStore:
             f" WHERE id IN ({marks})",
             (message_id, *ids),
         )
-        bumped = tuple(
-            OutRow(
-                r.id, r.alert_id, r.kind, r.level, r.contact, r.channel, r.channel_name,
-                r.created_ns, r.attempts + 1, r.crash_resends, r.item,
-            )  # fmt: skip
-            for r in rows
-        )
+        bumped = tuple(replace(r, attempts=r.attempts + 1) for r in rows)
         return Group(
             message_id=message_id,
             contact=rows[0].contact,
@@ -715,6 +709,10 @@ class NotifyStore:
         ).fetchall()
         return [_attempt(r) for r in rows]
 
+    def resolve_code(self, text: str) -> str | None:
+        """The alert id of an ack code (planner cmd/ack, CLI), or None."""
+        return resolve_ack_code(self._db, text)
+
     def code_for(self, alert_id: str) -> str | None:
         """The ack code given to an alert, if it has one."""
         row = self._db.execute(
@@ -761,8 +759,7 @@ def attempts_of(db: sqlite3.Connection, alert_ids: Sequence[str]) -> dict[str, l
         return {}
     marks = ",".join("?" for _ in ids)
     rows = db.execute(
-        f"SELECT {_ATTEMPT_COLUMNS} FROM notify_attempts WHERE alert_id IN ({marks})"
-        " ORDER BY id",
+        f"SELECT {_ATTEMPT_COLUMNS} FROM notify_attempts WHERE alert_id IN ({marks}) ORDER BY id",
         ids,
     ).fetchall()
     out: dict[str, list[Attempt]] = {}
@@ -782,6 +779,17 @@ def resolve_ack_code(db: sqlite3.Connection, text: str) -> str | None:
     row = db.execute(
         "SELECT alert_id FROM notify_ack_codes WHERE code = ?", (normalise_code(text),)
     ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def code_of(db: sqlite3.Connection, alert_id: str) -> str | None:
+    """The ack code of an alert from any connection, or None."""
+    has = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'notify_ack_codes'"
+    ).fetchone()
+    if not has:
+        return None
+    row = db.execute("SELECT code FROM notify_ack_codes WHERE alert_id = ?", (alert_id,)).fetchone()
     return None if row is None else str(row[0])
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from drivers.base import Driver
 from drivers.registry import REGISTRY
@@ -21,6 +22,7 @@ from gateway.journal.store import Journal, JournalRunner
 from gateway.outbox.forwarder import InfluxForwarder
 from gateway.outbox.streams import (
     STREAM_READINGS,
+    Stream,
     alerts_stream,
     custody_stream,
     health_stream,
@@ -35,6 +37,9 @@ from gateway.sinks.planner.feed import PlannerFeed
 from gateway.sinks.planner.payloads import HubState
 from gateway.sop.engine import SopEngine
 from gateway.sop.sensor_health import HealthEvent
+
+if TYPE_CHECKING:
+    from gateway.notify.service import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ class Gateway:
         config: GatewayConfig,
         clock: Clock | None = None,
         notifier: SystemdNotifier | None = None,
+        notify_clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -76,6 +82,16 @@ class Gateway:
         self.engine = SopEngine(config, self.runner, self.alerts, self.counters, self.clock)
         self.ingest.on_observe(self.engine.observe)
         self.ingest.on_commit(self.engine.release)
+        # People told about alerts ([notify]); None without contacts, and then neither the
+        # notify package's channels nor Apprise is imported.
+        self.notifications: Notifier | None = None
+        if config.notify is not None and config.notify.contacts:
+            from gateway.notify.service import build_notifier
+
+            self.notifications = build_notifier(
+                config, self.journal, self.runner, self.alerts, self.counters,
+                notify_clock or self.clock,
+            )  # fmt: skip
         self.forwarders: list[InfluxForwarder] = []
         influx = config.sinks.influx
         if influx is not None:
@@ -85,6 +101,7 @@ class Gateway:
                 InfluxWriter(influx),
                 [
                     alerts_stream(self.alerts),
+                    *self._notification_streams(),
                     custody_stream(self.engine.ledger),
                     health_stream(config.hub.id),
                     readings_stream(config.hub.id),
@@ -113,6 +130,10 @@ class Gateway:
             )
             self.engine.on_alert_change(self.planner.wake)
             self.engine.on_custody_rejected(self.planner.wake)
+        if self.notifications is not None:
+            self.engine.on_alert_change(self.notifications.wake)
+            if self.planner is not None:
+                self.notifications.attach_planner(self.planner)
         self.notifier = notifier or SystemdNotifier()
         self.status = StatusReporter(
             config,
@@ -138,6 +159,14 @@ class Gateway:
         self.ready = asyncio.Event()
         self.shutdown_flush_s = 5.0
 
+    def _notification_streams(self) -> list[Stream]:
+        """The notification attempt log for InfluxDB (measurement ``notification``)."""
+        if self.notifications is None:
+            return []
+        from gateway.notify.service import notification_stream
+
+        return [notification_stream(self.notifications.store)]
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until stop is set, then flush: drivers stop, the queue commits, sinks drain."""
         self.ingest.last_id = await self.runner.call(self.journal.last_id)
@@ -159,6 +188,11 @@ class Gateway:
                 status_task = tg.create_task(self.status.run(), name="status")
                 planner_tasks = (
                     [tg.create_task(self.planner.run(), name="planner")] if self.planner else []
+                )
+                notify_tasks = (
+                    [tg.create_task(self.notifications.run(), name="notify")]
+                    if self.notifications is not None
+                    else []
                 )
                 prune_task = tg.create_task(self._prune_loop(), name="prune")
                 budget_task = tg.create_task(
@@ -193,6 +227,8 @@ class Gateway:
                 await self.ingest.close()
                 await ingest_task
                 await self.engine.settled()  # the last batches' alerts are journaled
+                if self.notifications is not None:
+                    await self.notifications.close()  # in-flight sends finish (bounded)
                 await self._drain_forwarders()
                 if self.planner is not None:
                     self.planner.wake()
@@ -204,6 +240,7 @@ class Gateway:
                     sop_task,
                     watchdog_task,
                     *planner_tasks,
+                    *notify_tasks,
                 ]
                 for task in [*forwarder_tasks, *background]:
                     task.cancel()

@@ -57,6 +57,10 @@ class CommandRouter:
         self._clock = clock
         self._handlers = dict(handlers)
         self._on_change = on_change
+        # Set by the notifier: the short ack code of a notification -> its alert id, and
+        # who else to tell of an ack.
+        self.resolve_ack_code: Callable[[str], str | None] | None = None
+        self.on_acknowledged: list[Callable[[], None]] = []
 
     async def handle(self, name: str, raw: bytes) -> None:
         """Apply one command; CommandRejected (or a handler's ValueError) when refused."""
@@ -82,10 +86,15 @@ class CommandRouter:
             command = AckCommand.model_validate(body)
         except ValidationError as exc:
             raise CommandRejected(validation_problems(exc)) from exc
+        alert_id = command.alert_id
+        resolve = self.resolve_ack_code
+        if resolve is not None and await self._runner.call(self._store.get, alert_id) is None:
+            found = await self._runner.call(resolve, alert_id)
+            alert_id = found if found is not None else alert_id
         try:
             await self._runner.call(
                 self._store.acknowledge,
-                command.alert_id,
+                alert_id,
                 command.by,
                 self._clock.now_ns(),
                 command.note,
@@ -94,3 +103,5 @@ class CommandRouter:
             raise CommandRejected(str(exc)) from exc
         # The ack appended an "acknowledged" event to the outbox.
         self._on_change()
+        for listener in self.on_acknowledged:
+            listener()

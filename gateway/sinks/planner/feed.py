@@ -60,6 +60,8 @@ COMPONENT: Final = "planner"
 SINK: Final = "planner"
 STREAM: Final = "alert_events"
 EXCEPTIONS_STREAM: Final = "custody_exceptions"
+# (cursor stream name, fetch(after, limit) -> [(id, JSON body)]) run on the journal thread.
+EventStream = tuple[str, Callable[[int, int], Sequence[tuple[int, dict[str, object]]]]]
 # Outbox events per batch: each gives two QoS 1 publishes in flight at once.
 BATCH: Final = 100
 # paho's own inflight window (default 20) would queue most of a batch client-side.
@@ -101,6 +103,9 @@ class PlannerFeed:
         # The custody ledger's rejected_after (exception records), if custody is wired.
         self.custody_exceptions = custody_exceptions
         self._commands = CommandRouter(runner, store, clock, commands or {}, self.wake)
+        # More journal streams published on ``events`` behind their own cursor, e.g. the
+        # notification attempts (gateway/notify): (cursor name, fetch(after, limit)).
+        self.event_streams: list[EventStream] = []
         self._runner = runner
         self._store = store
         self._counters = counters
@@ -292,6 +297,33 @@ class PlannerFeed:
     async def _drain(self, client: aiomqtt.Client) -> None:
         await self._drain_alert_events(client)
         await self._drain_custody_exceptions(client)
+        for name, fetch in self.event_streams:
+            await self._drain_event_stream(client, name, fetch)
+
+    @property
+    def commands(self) -> CommandRouter:
+        """The cmd/* router (the notifier adds ack codes and an ack listener to it)."""
+        return self._commands
+
+    async def _drain_event_stream(
+        self,
+        client: aiomqtt.Client,
+        name: str,
+        fetch: Callable[[int, int], Sequence[tuple[int, dict[str, object]]]],
+    ) -> None:
+        """One extra stream, in id order, its cursor moved after each PUBACK."""
+        runner = self._runner
+        journal = runner.journal
+        position = await runner.call(journal.cursor, SINK, name)
+        while True:
+            batch = await runner.call(fetch, position, BATCH)
+            if not batch:
+                return
+            for event_id, body in batch:
+                await client.publish(self.events_topic, json_bytes(body), qos=self.config.qos)
+                position = event_id
+                await runner.call(journal.set_cursor, SINK, name, position, self._clock.now_ns())
+                self._counters.written[COMPONENT] += 1
 
     async def _drain_custody_exceptions(self, client: aiomqtt.Client) -> None:
         """Rejected custody events (any source: MQTT, CLI inbox) as ``custody.rejected``."""

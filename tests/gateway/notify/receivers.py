@@ -79,9 +79,7 @@ class SmtpReceiver:
 
     def url(self, to: str) -> str:
         """An Apprise mailto:// URL for this server (plain SMTP on loopback)."""
-        return (
-            f"mailto://127.0.0.1:{self.port}?from=gateway@hub.example&to={to}&mode=insecure"
-        )
+        return f"mailto://127.0.0.1:{self.port}?from=gateway@hub.example&to={to}&mode=insecure"
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alerts.store import Alert, AlertStore, Severity
-from gateway.core.clock import ManualClock
 from gateway.config import GatewayConfig, parse_config
-from gateway.journal.store import Journal, JournalRunner
+from gateway.core.clock import ManualClock
 from gateway.core.metrics import Counters
+from gateway.journal.store import Journal, JournalRunner
 from gateway.notify.service import Notifier, build_notifier
 from tests.integration.harness import wait_for
 
@@ -91,9 +91,7 @@ class Rig:
 
     async def ack(self, alert_id: str, by: str, note: str) -> None:
         """Acknowledge (what the CLI and cmd/ack do)."""
-        await self.runner.call(
-            self.alerts.acknowledge, alert_id, by, self.clock.now_ns(), note
-        )
+        await self.runner.call(self.alerts.acknowledge, alert_id, by, self.clock.now_ns(), note)
         await self.settle()
 
     async def clear(self, alert: Alert) -> None:

@@ -90,7 +90,7 @@ async def test_levels_on_time_ack_stops_escalation_and_clear_reaches_everyone(
         for who in ("alice@hub.example", "bob@hub.example"):
             last = smtp.to(who)[-1]
             assert "ACKNOWLEDGED" in last.body
-            assert 'taken by bob' in last.body
+            assert "taken by bob" in last.body
             assert "breaker reset, technician on the way" in last.body
         ack_hook = http_receiver.hooks[-1].body
         jsonschema.validate(ack_hook, SCHEMA)
