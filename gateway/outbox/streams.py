@@ -78,14 +78,19 @@ def alerts_stream(store: AlertStore) -> Stream:
         rows = store.events_after(after, limit)
         if not rows:
             return after, 0, b""
-        body = "\n".join(alert_line(event.alert, event.at_ns) for _, event in rows).encode()
+        body = "\n".join(
+            alert_line(event.alert, event.at_ns, event.note) for _, event in rows
+        ).encode()
         return rows[-1][0], len(rows), body
 
     return Stream("alerts", fetch)
 
 
-def alert_line(alert: Alert, at_ns: int) -> str:
-    """InfluxDB point for measurement ``alert`` at at_ns (one point per state change)."""
+def alert_line(alert: Alert, at_ns: int, note: str = "") -> str:
+    """InfluxDB point for measurement ``alert`` at at_ns (one point per state change).
+
+    ``note`` is the event's note (an acknowledgement's), kept for the claim report.
+    """
     fields: dict[str, FieldValue] = {
         "state": str(alert.state),
         "started_at": int(alert.started_ns),
@@ -97,6 +102,8 @@ def alert_line(alert: Alert, at_ns: int) -> str:
         fields["limit"] = float(alert.limit)
     if alert.acknowledged_by is not None:
         fields["acknowledged_by"] = alert.acknowledged_by
+    if note:
+        fields["note"] = note
     tags = {
         "hub": alert.hub,
         "rule": alert.rule,

@@ -223,6 +223,21 @@ def summary(result: TraceResult) -> dict[str, Any]:
                 "cleared": _t(a.cleared_ns),
                 "value": _num(a.value),
                 "limit": _num(a.limit),
+                "ack_note": a.ack_note,
+                "notifications": [
+                    {
+                        "at": iso_utc(n.at_ns),
+                        "contact": n.contact,
+                        "channel": n.channel,
+                        "kind": n.kind,
+                        "level": n.level,
+                        "result": n.result,
+                        "attempt": n.attempt,
+                        "message_id": n.message_id,
+                        "detail": n.detail,
+                    }
+                    for n in a.notifications
+                ],
             }
             for a in result.alarms
         ],

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from gateway.core.errors import GatewayError
 from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.influxql.client import InfluxQLClient, InfluxQueryError, quote_literal
+from gateway.notify.store import Attempt
 
 ID_PATTERN = re.compile(IDENTIFIER_PATTERN)
 NS_PER_S = 1_000_000_000
@@ -94,6 +95,10 @@ class AlarmRecord:
     cleared_ns: int | None = None
     value: float | None = None
     limit: float | None = None
+    # The notification record (gateway/notify/history.py): the acknowledgement's note
+    # and every attempt to tell someone, oldest first.
+    ack_note: str | None = None
+    notifications: tuple[Attempt, ...] = ()
 
 
 class TraceSource(Protocol):
@@ -176,8 +181,8 @@ def alerts_query(
         raise TraceInputError(msg)
     any_subject = " OR ".join(f'"subject" = {quote_literal(s)}' for s in subjects)
     return (
-        'SELECT "state", "alert_id", "started_at", "value", "limit", "acknowledged_by"'
-        f' FROM {source} WHERE "hub" = {quote_literal(hub)} AND ({any_subject})'
+        'SELECT "state", "alert_id", "started_at", "value", "limit", "acknowledged_by",'
+        f' "note" FROM {source} WHERE "hub" = {quote_literal(hub)} AND ({any_subject})'
         f' AND {_where_time(start_ns, end_ns)} GROUP BY "rule", "severity", "subject"'
     )
 
@@ -314,7 +319,13 @@ class InfluxSource:
             for values in s.get("values", []):
                 points.append((int(values[0]), tags, dict(zip(s["columns"], values, strict=True))))
         points.sort(key=lambda p: p[0])
-        return _fold_alert_points(points, start_ns, end_ns)
+        records = _fold_alert_points(points, start_ns, end_ns)
+        from gateway.notify.history import influx_attempts, with_notifications
+
+        return with_notifications(
+            records, influx_attempts(self.run, self.hub, [r.alert_id for r in records],
+                                     self._from("notification"))
+        )  # fmt: skip
 
 
 def _fold_alert_points(
@@ -339,6 +350,8 @@ def _fold_alert_points(
             changes["raised_ns"] = at_ns
         if state == "acknowledged" and current.acknowledged_ns is None:
             changes["acknowledged_ns"] = at_ns
+            if row.get("note"):
+                changes["ack_note"] = str(row["note"])
         if row.get("acknowledged_by"):
             changes["acknowledged_by"] = str(row["acknowledged_by"])
         if state == "cleared":
@@ -481,7 +494,7 @@ class JournalSource:
             " AND (cleared_ns IS NULL OR cleared_ns >= ?) ORDER BY started_ns, id",
             (self.hub, *names, end_ns, start_ns),
         )
-        return [
+        records = [
             AlarmRecord(
                 alert_id=str(r[0]),
                 rule=str(r[1]),
@@ -498,3 +511,11 @@ class JournalSource:
             )
             for r in rows
         ]
+        from gateway.notify.history import alarm_logs, with_notifications
+
+        try:
+            logs = alarm_logs(self._db, [r.alert_id for r in records])
+        except self._sqlite_error as exc:
+            msg = f"journal query failed: {exc}"
+            raise TraceSourceError(msg) from exc
+        return with_notifications(records, logs)

@@ -367,13 +367,31 @@ def write_pdf(result: TraceResult, path: str | Path) -> None:
                     _t(a.started_ns),
                     "no"
                     if a.acknowledged_ns is None and a.acknowledged_by is None
-                    else f"{_t(a.acknowledged_ns)} by {a.acknowledged_by or '(not recorded)'}",
+                    else f"{_t(a.acknowledged_ns)} by {a.acknowledged_by or '(not recorded)'}"
+                    + (f': "{a.ack_note}"' if a.ack_note else ""),
                     _t(a.cleared_ns),
                     a.state,
                 ]
                 for a in result.alarms
             ],
             [40, 16, 20, 28, 36, 26, 14],
+        ),
+        Paragraph("Notifications: who was told, on which channel, when, and the result", h2),
+        _table(
+            ["alert", "when", "contact", "channel", "what", "result"],
+            [
+                [
+                    a.alert_id,
+                    _t(n.at_ns),
+                    n.contact or "-",
+                    n.channel or "-",
+                    f"{n.kind} L{n.level}" if n.level else n.kind,
+                    f"{n.result}: {n.detail}",
+                ]
+                for a in result.alarms
+                for n in a.notifications
+            ],
+            [40, 28, 20, 16, 22, 54],
         ),
         Paragraph("Data gaps (temperature unknown) and sensor faults", h2),
         _table(
