@@ -113,6 +113,7 @@ class Notifier:
                     report.uncertain,
                     extra={"component": COMPONENT},
                 )
+            overdue = 0
             while True:
                 self._wake.clear()
                 busy = await self.round()
@@ -124,7 +125,16 @@ class Notifier:
                 deadline = await self._runner.call(self.store.next_deadline)
                 wait = POLL_S
                 if deadline is not None:
-                    wait = min(POLL_S, max(0.01, (deadline - self._clock.now_ns()) / NS_PER_S))
+                    wait = min(POLL_S, (deadline - self._clock.now_ns()) / NS_PER_S)
+                if wait <= 0:
+                    # The clock passed a deadline while the round ran: go again at once
+                    # (a sleep from now would wait past it). A second time in a row
+                    # would mean no progress: yield to the loop for a moment instead.
+                    overdue += 1
+                    if overdue > 1:
+                        await asyncio.sleep(0.05)
+                    continue
+                overdue = 0
                 await self._wait(wait)
         finally:
             self._stopped.set()

@@ -56,7 +56,9 @@ async def main(config_path: str, clock_path: str, raise_first: bool) -> None:
     async def counted() -> bool:
         at = clock.now_ns()
         busy = await original()
-        round_at.write_text(str(at))
+        tmp = round_at.with_suffix(".tmp")
+        tmp.write_text(str(at))
+        tmp.replace(round_at)
         return busy
 
     notifier.round = counted  # type: ignore[method-assign]

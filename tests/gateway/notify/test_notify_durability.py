@@ -144,7 +144,14 @@ async def test_sigkill_between_raise_and_level_2_level_2_on_time_level_1_not_aga
     """A real process, really killed; its clock is a file the test writes (driven time)."""
     clock_file = tmp_path / "clock_ns"
     t0 = 1_767_225_600 * NS_PER_S
-    clock_file.write_text(str(t0))
+
+    def set_clock(ns: int) -> None:
+        # Atomic, so the child never reads a half-written file.
+        tmp = tmp_path / "clock_ns.tmp"
+        tmp.write_text(str(ns))
+        tmp.replace(clock_file)
+
+    set_clock(t0)
     smtp._now_ns = lambda: int(clock_file.read_text())
     config = tmp_path / "gateway.toml"
     config.write_text(
@@ -187,32 +194,37 @@ levels = [{{ delay_s = 0, contacts = ["alice"] }}, {{ delay_s = 900, contacts = 
     first = child("--raise")
     try:
         await wait_for(lambda: len(smtp.to("alice@hub.example")) == 0 and _escalating(tmp_path),
-                       20, "the alert raised and its escalation journaled")  # fmt: skip
-        clock_file.write_text(str(t0 + 2 * NS_PER_S))
-        await wait_for(lambda: _sent(tmp_path) == 1, 20, "level 1 sent and recorded")
-        clock_file.write_text(str(t0 + 600 * NS_PER_S))
+                       90, "the alert raised and its escalation journaled")  # fmt: skip
+        set_clock(t0 + 2 * NS_PER_S)
+        await wait_for(lambda: _sent(tmp_path) == 1, 90, "level 1 sent and recorded")
+        set_clock(t0 + 600 * NS_PER_S)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
         with contextlib.suppress(ProcessLookupError):
             first.kill()
+        first.wait(10)
     assert first.returncode == -signal.SIGKILL
     assert len(smtp.to("alice@hub.example")) == 1
 
     second = child()
     try:
-        await wait_for(lambda: _round_at(tmp_path) >= t0 + 600 * NS_PER_S, 20, "restarted")
-        clock_file.write_text(str(t0 + 899 * NS_PER_S))
-        await wait_for(lambda: _round_at(tmp_path) >= t0 + 899 * NS_PER_S, 20, "a round at 899 s")
+        await wait_for(lambda: _round_at(tmp_path) >= t0 + 600 * NS_PER_S, 90, "restarted")
+        set_clock(t0 + 899 * NS_PER_S)
+        await wait_for(lambda: _round_at(tmp_path) >= t0 + 899 * NS_PER_S, 90, "a round at 899 s")
         assert smtp.to("bob@hub.example") == []
-        clock_file.write_text(str(t0 + 900 * NS_PER_S))
-        await wait_for(lambda: smtp.to("bob@hub.example"), 20, "level 2 after the restart")
+        set_clock(t0 + 900 * NS_PER_S)
+        await wait_for(lambda: smtp.to("bob@hub.example"), 90, "level 2 after the restart")
         (to_bob,) = smtp.to("bob@hub.example")
         assert to_bob.at_ns == t0 + 900 * NS_PER_S
         assert len(smtp.to("alice@hub.example")) == 1  # level 1 not sent again
     finally:
         second.send_signal(signal.SIGTERM)
-        second.wait(20)
+        try:
+            second.wait(30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait(10)
     assert second.returncode == 0, log.read_text()
 
 
