@@ -27,9 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from gateway import __version__
-from gateway.sinks.planner.payloads import PAYLOAD_SCHEMA_VERSION
 from gateway.core.clock import iso_utc, ns_to_datetime
 from gateway.notify.config import ChannelConfig, fill
+from gateway.sinks.planner.payloads import PAYLOAD_SCHEMA_VERSION
 
 WEBHOOK_SCHEMA: Final = "notification-webhook.schema.json"
 # Apprise services that take +Header=value in the URL (custom headers).

@@ -271,8 +271,8 @@ def notification_stream(store: NotifyStore) -> Stream:
 
 def attempt_payload(hub: str, attempt: Attempt) -> dict[str, object]:
     """Planner feed event ``notification.attempt`` (docs/schemas/notification-attempt...)."""
-    from gateway.sinks.planner.payloads import PAYLOAD_SCHEMA_VERSION
     from gateway.core.clock import iso_utc
+    from gateway.sinks.planner.payloads import PAYLOAD_SCHEMA_VERSION
 
     return {
         "schema": PAYLOAD_SCHEMA_VERSION,
