@@ -77,6 +77,30 @@ def errors_table(status: dict[str, Any]) -> Table | None:
     return table
 
 
+def drivers_table(status: dict[str, Any]) -> Table | None:
+    """Each driver's own counters (its ``stats()``): non-zero ones, and any unit down.
+
+    A Modbus slave or a 1-Wire probe that stopped answering shows as ``online`` /
+    ``present`` 0 in red, with its timeouts or misses beside it.
+    """
+    stats: dict[str, dict[str, int]] = status.get("driver_stats") or {}
+    rows = [
+        (driver, stat, n)
+        for driver, counters in sorted(stats.items())
+        for stat, n in counters.items()
+        if n or stat.endswith((".online", ".present"))
+    ]
+    if not rows:
+        return None
+    table = Table(title="driver counters (see each driver's README: troubleshooting)")
+    for col in ("driver", "counter", "value"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for driver, stat, n in rows:
+        down = stat.endswith((".online", ".present")) and n == 0
+        table.add_row(driver, f"[red]{stat}[/]" if down else stat, f"{n:,}")
+    return table
+
+
 def render_status(status: dict[str, Any], console: Console | None = None) -> None:
     """Print a daemon status document as tables."""
     console = console or Console()
@@ -85,7 +109,7 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
         f"(status at {status['at']}), journal {status['journal']}"
     )
     parts: list[Table] = [counters_table(status)]
-    for extra in (alerts_summary(status), errors_table(status)):
+    for extra in (alerts_summary(status), drivers_table(status), errors_table(status)):
         if extra is not None:
             parts.append(extra)
     console.print(Group(*parts))

@@ -15,6 +15,7 @@ import pytest
 
 from drivers.modbus.driver import ModbusDriver, rtu_crc_ok
 from firmware_sim.modbus_bus import ModbusBusSim, PtyPair, SlaveSim
+from gateway.cli import main
 from gateway.core.clock import ManualClock
 from gateway.runtime.daemon import Gateway
 from tests.integration.harness import hub_config, wait_for
@@ -64,7 +65,7 @@ def _temps(gw: Gateway, sensor: str) -> list[float]:
 
 
 async def test_modbus_cold_room_dead_slave_goes_stale_and_bad_frame_is_kept(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with PtyPair(tmp_path) as pty:
         slaves = [
@@ -107,6 +108,12 @@ async def test_modbus_cold_room_dead_slave_goes_stale_and_bad_frame_is_kept(
             stats = driver.stats()
             assert stats["slave.2.timeouts"] == 4 and stats["slave.2.online"] == 0
             assert stats["slave.1.overruns"] == stats["slave.3.overruns"] == 0
+            # what an operator sees: coldchain status lists the dead slave's counters
+            await gw.status.refresh()
+            status_file = tmp_path / "status.json"
+            assert main(["status", "--status-file", str(status_file)]) == 0
+            shown = capsys.readouterr().out
+            assert "slave.2.online" in shown and "slave.2.timeouts" in shown
 
             slaves[0].corrupt_next = 1
             await one_interval()
