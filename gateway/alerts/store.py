@@ -324,8 +324,9 @@ class AlertStore:
         """Raise (or escalate) the alert for rule+subject; (alert, True) if an event was added.
 
         An active alert for the same rule and subject is returned unchanged with False,
-        unless ``severity`` is higher: then it is escalated in place (same id, state kept)
-        and an ``escalated`` event is appended. A cleared alert with the same deterministic
+        unless ``severity`` is higher: then it is escalated in place (same id) and an
+        ``escalated`` event is appended; an acknowledged alert goes back to raised, because
+        the acknowledgement was for the lesser alert (someone must own the worse one). A cleared alert with the same deterministic
         id (the same excursion re-detected, e.g. on replay) is returned with False.
         """
         sev = Severity(severity)
@@ -338,6 +339,9 @@ class AlertStore:
                     return existing, False
                 escalated = replace(
                     existing,
+                    state=AlertState.RAISED,
+                    acknowledged_by=None,
+                    acknowledged_ns=None,
                     severity=sev,
                     value=finite_or_none(value),
                     limit=finite_or_none(limit),
@@ -392,9 +396,13 @@ class AlertStore:
             return acked
 
     def clear(
-        self, rule: str, subject: str, at_ns: int, value: float | None = None
+        self, rule: str, subject: str, at_ns: int, value: float | None = None, note: str = ""
     ) -> Alert | None:
-        """Clear the active alert for rule+subject (value: the clearing reading); None if none."""
+        """Clear the active alert for rule+subject (value: the clearing reading); None if none.
+
+        ``note`` goes on the cleared event, e.g. a dwell alert withdrawn because the step
+        was recorded late but happened in time (the details say ``withdrawn`` too).
+        """
         with self._tx() as cur:
             alert = self._active_for(cur, rule, subject)
             if alert is None:
@@ -404,9 +412,10 @@ class AlertStore:
                 state=AlertState.CLEARED,
                 cleared_ns=int(at_ns),
                 value=alert.value if value is None else finite_or_none(value),
+                details={**alert.details, "withdrawn": note} if note else alert.details,
             )
             self._write(cur, cleared, insert=False)
-            self._append(cur, cleared, EventKind.CLEARED, at_ns)
+            self._append(cur, cleared, EventKind.CLEARED, at_ns, note)
             return cleared
 
     def active(self) -> list[Alert]:

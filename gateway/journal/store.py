@@ -303,6 +303,23 @@ class Journal:
         ).fetchall()
         return [_reading(r) for r in rows]
 
+    def readings_in_commit_order(
+        self, zones: Iterable[str], start_ns: int, end_ns: int
+    ) -> list[Reading]:
+        """Readings of these zones with start_ns <= ts < end_ns, in the order they committed.
+
+        The SOP rules saw them in this order; a replay (restart, trace) must too, or a late
+        reading would count in the replay where the live rule skipped it.
+        """
+        zone_list = list(zones)
+        marks = ",".join("?" for _ in zone_list)
+        rows = self._db.execute(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE zone IN ({marks})"
+            " AND ts_ns >= ? AND ts_ns < ? ORDER BY id",
+            (*zone_list, start_ns, end_ns),
+        ).fetchall()
+        return [_reading(r) for r in rows]
+
     def last_id(self, table: str = "readings") -> int:
         """The highest id ever assigned in a table (0 when empty)."""
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name=?", (table,)).fetchone()

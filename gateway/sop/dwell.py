@@ -9,6 +9,12 @@ a shipment left on the dock with nothing happening still raises on time. ``at_ns
 fired event is the threshold itself, not the (later) time check ran. Stopping emits
 ``resolved``. A stopping event that arrives after a threshold that check has not fired yet
 fires it first, so every threshold a timer reached is reported exactly once, in order.
+Deadlines run on event time: a handoff keyed in late (``coldchain handoff --at``) starts its
+timer at its own timestamp, so a back-dated step whose limit already passed raises at once
+(the next step may never come). When the stopping step then arrives with an event time
+inside the limit, ``resolved`` carries ``withdrawn=True``: the alert is withdrawn as
+"recorded late, in time", and the trace, which judges dwell on event times only, shows no
+violation. Reaching a limit exactly is a violation (:func:`gateway.sop.intervals.reached`).
 
 Restart: :meth:`DwellTimers.rebuild` replays the ledger's accepted events of the open
 shipments. The warn/violated flags are not persisted, so the next check re-emits thresholds
@@ -33,6 +39,7 @@ from gateway.custody.ledger import CustodyLedger
 from gateway.sop.excursion import BudgetEvent, CumulativeBudget
 from gateway.sop.profiles import ProductProfile
 from gateway.sop.settings import DEFAULT_DWELL_RULES, DwellRule, SeverityName
+from gateway.sop.zones.intervals import reached
 
 DwellEventKind = Literal["warn", "violated", "resolved"]
 
@@ -52,6 +59,7 @@ class DwellEvent:
     severity: SeverityName | None
     zone: str | None
     stopped_by: CustodyKind | None = None
+    withdrawn: bool = False  # resolved in time by event time after firing on a late entry
 
 
 @dataclass(slots=True)
@@ -131,7 +139,11 @@ class DwellTimers:
                 events.extend(self._fire_due(timer, rule, ts_ns))
                 del self._timers[key]
                 resolved = self._event("resolved", timer, rule, max(ts_ns, timer.started_ns))
-                events.append(replace(resolved, stopped_by=kind))
+                # It fired on the clock, but the step happened in time: recorded late.
+                late = (timer.violated and not self._due(timer, rule.limit_ns, ts_ns)) or (
+                    timer.warned and not self._due(timer, rule.warn_ns, ts_ns)
+                )
+                events.append(replace(resolved, stopped_by=kind, withdrawn=late))
         zone_kind = self.zone_kinds.get(zone) if zone is not None else None
         for rule in self.rules.values():
             key = (shipment, rule.rule)
@@ -159,12 +171,16 @@ class DwellTimers:
                 pending.append(timer.started_ns + rule.limit_ns)
         return min(pending, default=None)
 
+    @staticmethod
+    def _due(timer: DwellTimer, offset_ns: int, at_ns: int) -> bool:
+        return reached(at_ns - timer.started_ns, offset_ns)
+
     def _fire_due(self, timer: DwellTimer, rule: DwellRule, now_ns: int) -> list[DwellEvent]:
         events: list[DwellEvent] = []
-        if not timer.warned and now_ns >= timer.started_ns + rule.warn_ns:
+        if not timer.warned and self._due(timer, rule.warn_ns, now_ns):
             timer.warned = True
             events.append(self._event("warn", timer, rule, timer.started_ns + rule.warn_ns))
-        if not timer.violated and now_ns >= timer.started_ns + rule.limit_ns:
+        if not timer.violated and self._due(timer, rule.limit_ns, now_ns):
             timer.violated = True
             events.append(self._event("violated", timer, rule, timer.started_ns + rule.limit_ns))
         return events
@@ -203,6 +219,7 @@ class ShipmentBudgets:
         tracked_zones: Collection[str] | None = None,
         default_profile: str | None = None,
         zone_profiles: Mapping[str, str] | None = None,
+        zone_max_gaps: Mapping[str, int] | None = None,
     ) -> None:
         if default_profile is not None and default_profile not in profiles:
             msg = f"default_profile {default_profile!r} is not a known profile"
@@ -212,6 +229,8 @@ class ShipmentBudgets:
         self.default_profile = default_profile
         # A shipment that names no profile takes the profile of the zone it arrives in.
         self.zone_profiles = dict(zone_profiles or {})
+        # How long a zone value stands (gateway.sop.intervals); None: until the next one.
+        self.zone_max_gaps = dict(zone_max_gaps or {})
         self._budgets: dict[str, CumulativeBudget] = {}
         self._zone: dict[str, str] = {}  # shipment -> zone while counting
         self._latest: dict[str, tuple[int, float]] = {}  # zone -> last value seen
@@ -241,7 +260,12 @@ class ShipmentBudgets:
             self._zone.pop(shipment, None)
         if counting and not budget.in_custody:
             latest = self._latest.get(event.zone)
-            budget.resume(event.ts_ns, latest[1] if latest else None)
+            budget.resume(
+                event.ts_ns,
+                latest[1] if latest else None,
+                value_ts_ns=latest[0] if latest else None,
+                max_gap_ns=self.zone_max_gaps.get(event.zone),
+            )
             self._zone[shipment] = event.zone
         return events
 
@@ -264,8 +288,9 @@ class ShipmentBudgets:
             else [s for s in shipments_in_zone if self._zone.get(s) == zone]
         )
         events: list[BudgetEvent] = []
+        gap = self.zone_max_gaps.get(zone)
         for shipment in candidates:
-            events.extend(self._budgets[shipment].observe(ts_ns, value_c))
+            events.extend(self._budgets[shipment].observe(ts_ns, value_c, max_gap_ns=gap))
         return events
 
     def check(self, now_ns: int) -> list[BudgetEvent]:

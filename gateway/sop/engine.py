@@ -7,6 +7,13 @@ This module maps each transition to the alert store (one active alert per rule a
 subject) on the journal thread, in order, and tells
 the outputs that new alert events wait in the outbox. Deadlines (alarm delays, stale
 sensors, dwell limits, budgets running out) fire from ``tick()`` on the injected clock.
+
+One ordered path: every transition (from readings, timers or custody commands) joins one
+queue in the order the rules produced it, behind the held transitions of a batch not yet
+committed, and one step at a time journals the queue under one lock (a tick and a custody
+command are steps too). So a timer can never journal a raise while the clear of the
+excursion before it still waits (which folded a new excursion into the one clearing), and
+a handoff never interleaves with the timers it starts or stops.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from gateway.sop.dwell import DwellEvent, DwellTimers, ShipmentBudgets
 from gateway.sop.excursion import BudgetEvent, ExcursionEvent
 from gateway.sop.sensor_health import HealthEvent, Rule, SensorHealth, checksum_rejects
 from gateway.sop.zones import MktEvent, ZoneMonitor
+from gateway.alerts.store import Alert
+from gateway.sop.excursion import DetectorSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,7 @@ HEALTH_RULES: frozenset[str] = frozenset(get_args(Rule))
 BUDGET_RULE = "budget"
 MKT_RULE = "mkt"
 Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent | MktEvent
+WITHDRAWN_NOTE = "withdrawn: recorded late, in time"
 
 
 class SopEngine:
@@ -68,9 +78,12 @@ class SopEngine:
             profiles,
             tracked_zones=set(zone_kinds),
             zone_profiles={z.id: z.profile for z in config.zones if z.profile},
+            zone_max_gaps=self.monitor.max_gaps,
         )
         self._queue: asyncio.Queue[list[Transition]] = asyncio.Queue()
         self._held: list[Transition] = []  # observed, their batch not yet committed
+        self._step = asyncio.Lock()
+        self._wake = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._rejection_listeners: list[Callable[[], None]] = []
 
@@ -89,18 +102,38 @@ class SopEngine:
         alert is journaled only after the readings it comes from. True when there are
         some, so the ingest commits the batch now instead of waiting out its interval.
         """
+        self._held.extend(self._rules_on(readings))
+        return bool(self._held)
+
+    def _rules_on(self, readings: Sequence[Reading]) -> list[Transition]:
         events: list[Transition] = [*self.monitor.observe(readings)]
         events.extend(self.health.observe(readings))
         for zone, ts_ns, value in self.monitor.zone_values:
             events.extend(self.budgets.observe_zone(zone, ts_ns, value))
-        self._held.extend(events)
-        return bool(events)
+        return events
 
     def release(self, readings: Sequence[Reading] = ()) -> None:
         """Ingest commit listener: the held transitions' readings are durable; apply them."""
         if self._held:
             events, self._held = self._held, []
-            self._queue.put_nowait(events)
+            self._enqueue(events)
+
+    def _enqueue(self, events: list[Transition]) -> None:
+        self._queue.put_nowait(events)
+        self._wake.set()
+
+    def _emit(self, events: list[Transition]) -> None:
+        """Timer and custody transitions: in line behind everything the rules said before.
+
+        Behind the held transitions of a batch not yet committed, too: a timer's raise must
+        never be journaled ahead of the clear of the excursion before it.
+        """
+        if not events:
+            return
+        if self._held:
+            self._held.extend(events)
+        else:
+            self._enqueue(events)
 
     def evaluate(self, readings: Sequence[Reading]) -> None:
         """Run the rules on readings already committed (observe, then release at once)."""
@@ -110,11 +143,26 @@ class SopEngine:
     def report(self, events: Sequence[Transition]) -> None:
         """Queue transitions raised outside the rules (the gateway's own alerts)."""
         if events:
-            self._queue.put_nowait(list(events))
+            self._enqueue(list(events))
 
     async def settled(self) -> None:
-        """Wait until every queued transition is journaled."""
+        """Wait until every queued batch and transition is journaled."""
         await self._queue.join()
+        async with self._step:
+            pass  # a step that took the last item may still be journaling
+
+    async def _drain(self) -> None:
+        """Journal every queued transition, oldest first; the caller holds ``_step``."""
+        while True:
+            try:
+                events = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                for event in events:
+                    await self._apply(event)
+            finally:
+                self._queue.task_done()
 
     async def restore(self) -> None:
         """After a restart: health rules learn their active alerts; budgets are replayed.
@@ -139,27 +187,82 @@ class SopEngine:
         replayed = await self._runner.call(self.budgets.replay, self.ledger, zone_samples)
         for event in replayed:
             await self._apply(event)
+        await self._restore_zones(active, now)
+
+    async def _restore_zones(self, active: Sequence[Alert], now: int) -> None:
+        """Replay the journal into the zone detectors and MKT judges (what they knew).
+
+        An excursion open before a restart is open after it and clears when the zone
+        recovers; a run pending at the restart keeps its start. The replay starts at the
+        oldest active excursion or MKT alert of the zone, or far enough back for a pending
+        run (alarm delay plus two max gaps) and the MKT window; its transitions go through
+        the alert store, which dedupes raises by their deterministic ids.
+        """
+        journal = self._runner.journal
+        windows: dict[str, int] = {}
+        for zone, profile in self.monitor.zones.items():
+            gap_ns = self.monitor.max_gaps.get(zone, 0)
+            back_ns = round(profile.alarm_delay_s * 1e9) + 2 * gap_ns
+            if profile.mkt_limit_c is not None:
+                back_ns = max(back_ns, round(profile.mkt_window_s * 1e9) + gap_ns)
+            start = now - back_ns
+            for alert in active:
+                if alert.subject == zone and alert.rule in ("excursion", MKT_RULE):
+                    start = min(start, alert.started_ns - gap_ns)
+            windows[zone] = start
+        if not windows:
+            return
+        first = min(windows.values())
+
+        def replay_readings() -> list[Reading]:
+            return [
+                r
+                for r in journal.readings_in_commit_order(list(windows), first, now + 1)
+                if r.ts_ns >= windows[r.zone]
+            ]
+
+        readings = await self._runner.call(replay_readings)
+        for event in self.monitor.observe(readings):
+            await self._apply(event)
+        for alert in active:
+            zone = alert.subject
+            if zone not in windows:
+                continue
+            if alert.rule == "excursion" and self.monitor.detector(zone).state == "inside":
+                # The journal shows it ended (or holds nothing of it any more): clear it.
+                await self._apply_cleared("excursion", zone, now)
+            judge = self.monitor.mkt_judge(zone)
+            if alert.rule == MKT_RULE and judge is not None:
+                judge.high = True  # the next judged value below the limit clears it
+
+    async def _apply_cleared(self, rule: str, subject: str, at_ns: int) -> None:
+        cleared = await self._runner.call(self.alerts.clear, rule, subject, at_ns, None)
+        if cleared is not None:
+            log.info("alert cleared after restart: %s", cleared.id)
+            for listener in self._listeners:
+                listener()
+
+    def detector_states(self) -> dict[str, DetectorSnapshot]:
+        """Each monitored zone's detector state (status views, restart tests)."""
+        return {zone: self.monitor.detector(zone).snapshot() for zone in self.monitor.zones}
 
     async def run(self) -> None:
-        """Apply transitions as they come; tick the timers every TICK_S, busy or not."""
+        """Journal queued transitions as they come; tick the timers every TICK_S, busy or not."""
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + TICK_S
         while True:
-            events: list[Transition] | None = None
             try:
                 async with asyncio.timeout(max(0.0, next_tick - loop.time())):
-                    events = await self._queue.get()
+                    await self._wake.wait()
             except TimeoutError:
                 pass
-            if events is not None:
-                try:
-                    for event in events:
-                        await self._apply(event)
-                finally:
-                    self._queue.task_done()
+            self._wake.clear()
+            async with self._step:
+                await self._drain()
             if loop.time() >= next_tick:
                 await self.tick()
                 next_tick = loop.time() + TICK_S
+
 
     def zones_with_shipments(self) -> set[str]:
         """Zones holding at least one shipment now (a stale one there is a data gap)."""
@@ -169,7 +272,15 @@ class SopEngine:
         """Journal a custody event (scanner, WMS, CLI) and run the dwell and budget rules.
 
         Raises CustodyRejected after the rejection was journaled as an exception record.
+        One step under the engine's lock: no timer runs meanwhile, and its transitions are
+        journaled in line behind everything the rules said before it.
         """
+        async with self._step:
+            state = await self._apply_custody(payload, source)
+            await self._drain()
+            return state
+
+    async def _apply_custody(self, payload: bytes, source: str) -> ShipmentState:
         now = self._clock.now_ns()
         ledger = self.ledger
 
@@ -204,8 +315,7 @@ class SopEngine:
             *self.dwell.on_custody(state.shipment, event.kind, event.ts_ns, event.zone),
             *self.budgets.on_custody(before, event),
         ]
-        for transition in transitions:
-            await self._apply(transition)
+        self._emit(transitions)
 
     async def _process_inbox(self, now: int) -> None:
         # Snapshot the zone temperatures on the loop; the inbox runs on the journal thread.
@@ -223,7 +333,12 @@ class SopEngine:
                 await self._after_custody(None, outcome)
 
     async def tick(self) -> None:
-        """Fire every deadline that passed on the clock."""
+        """Fire every deadline that passed on the clock (one step, after queued batches)."""
+        async with self._step:
+            await self._tick()
+            await self._drain()
+
+    async def _tick(self) -> None:
         now = self._clock.now_ns()
         counters = self._counters
         await self._process_inbox(now)
@@ -236,8 +351,7 @@ class SopEngine:
                 dict(counters.received), checksum_rejects(counters.dropped), now_ns=now
             )
         )
-        for event in events:
-            await self._apply(event)
+        self._emit(events)
 
     async def _apply(self, event: Transition) -> None:
         if isinstance(event, ExcursionEvent):
@@ -308,9 +422,16 @@ class SopEngine:
 
     async def _apply_dwell(self, event: DwellEvent) -> bool:
         if event.kind == "resolved":
+            note = WITHDRAWN_NOTE if event.withdrawn else ""
             cleared = await self._runner.call(
-                self.alerts.clear, event.rule, event.shipment, event.at_ns, event.elapsed_s
+                partial(self.alerts.clear, note=note),
+                event.rule,
+                event.shipment,
+                event.at_ns,
+                event.elapsed_s,
             )
+            if cleared is not None and event.withdrawn:
+                log.info("alert %s %s", cleared.id, WITHDRAWN_NOTE)
             return cleared is not None
         verb = "over" if event.kind == "violated" else "nearing"
         alert, new = await self._runner.call(

@@ -1,34 +1,39 @@
 """Excursion rules on event time: the single-event detector and the cumulative budget.
 
+Both count time the same way (:mod:`gateway.sop.intervals`): each zone value stands from
+its timestamp until the next value, for at most the zone's max gap; a longer silence is
+unknown time unless the values on both sides are out of range (then it is out of range).
+
 Single event (:class:`ExcursionDetector`, one per subject such as a zone)::
 
-    inside --out of range--> pending --out of range for >= alarm delay--> alarmed
-      ^                         |                                            |
-      +----back in range--------+ ("aborted", no alarm)                      |
-      +----back inside by the hysteresis margin------------------------------+ ("cleared")
+    inside --out of range--> pending --run lasted the alarm delay--> alarmed
+      ^                         |                                      |
+      +--back inside by the hysteresis margin, or unknown time---------+
+         ("aborted" while pending, "cleared" once alarmed)
 
-- The excursion starts at the first out-of-range reading, not when the alarm fires.
-- "Continuously out of range" is judged on the readings' own timestamps: the alarm is
-  raised by the first reading with ``ts - started_at >= alarm_delay`` while every reading
-  since the start was out of range.
-- Alarmed, a reading inside the range but not by the hysteresis margin keeps the alarm
-  (no flapping); an out-of-range reading keeps it too.
-- A sensor that goes silent must not hide an alarm: while pending, ``pending_deadline_ns``
-  is ``started_at + alarm_delay`` and a timer calls :meth:`ExcursionDetector.check`. If the
-  last known value is still out of range at the deadline the alarm is raised with
-  ``raised_at`` = the deadline and ``by_timer`` = True. A reading that arrives later with an
-  older timestamp and shows the excursion had ended does not un-raise it; it clears it.
+- A run starts at the first out-of-range value. It goes on while values are out of range
+  or inside the range but not by the hysteresis margin (a noisy probe hovering around the
+  limit is one run), and ends at the first value back inside by the margin, or where
+  unknown time begins (a silence longer than the max gap not bridged by out-of-range values
+  on both sides).
+- The alarm is raised when the run has lasted the delay, at exactly ``start + delay`` in
+  event time (:func:`~gateway.sop.intervals.reached`): by the timer (:meth:`check`) when
+  the last value still stands then, else by the next value when it shows the run went on.
+  ``raised_at_ns`` is always ``start + delay``, whichever path saw it first, so the live
+  engine and a replay of its journal report the same alarm time.
+- Each closed :class:`Excursion` carries its time out of range, counted as the budget
+  counts it, so the two rules never disagree about one run.
 - Readings older than the newest seen are ignored and counted (``out_of_order``);
   non-finite values are ignored and counted (``ignored``): upstream flags them.
 - If an excursion crosses from one side of the range to the other without a reading
-  inside, it stays one excursion with the direction of its first reading; ``min_c`` and
-  ``max_c`` record both extremes.
+  back inside, it stays one excursion with the direction of its first reading; ``min_c``
+  and ``max_c`` record both extremes.
 
-Cumulative (:class:`CumulativeBudget`, one per shipment): each out-of-range sample counts
-for its interval, until the next sample, while the shipment is in custody (between
-:meth:`~CumulativeBudget.resume` and :meth:`~CumulativeBudget.pause`). The total never
-resets; the state moves ok -> warn -> violated, each transition once, at the exact
-crossing time inside the interval.
+Cumulative (:class:`CumulativeBudget`, one per shipment): each out-of-range value counts
+for its interval while the shipment is in custody (between :meth:`~CumulativeBudget.resume`
+and :meth:`~CumulativeBudget.pause`); unknown time is collected beside it. The total never
+resets; the state moves ok -> warn -> violated, each transition once, at the exact crossing
+time inside the interval.
 """
 
 from __future__ import annotations
@@ -38,13 +43,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.sop.profiles import ProductProfile
+from gateway.sop.zones.intervals import reached, stand
 
 _NS_PER_S = 1_000_000_000
+_NEVER = 2**63 - 1
 
 Direction = Literal["high", "low"]
 DetectorState = Literal["inside", "pending", "alarmed"]
 ExcursionEventKind = Literal["raised", "cleared", "aborted"]
 BudgetState = Literal["ok", "warn", "violated"]
+EndedBy = Literal["reading", "unknown"]
 
 
 def _seconds_to_ns(seconds: float) -> int:
@@ -53,7 +61,11 @@ def _seconds_to_ns(seconds: float) -> int:
 
 @dataclass(slots=True, frozen=True)
 class Excursion:
-    """A closed excursion: from the first out-of-range reading to the reading that ended it."""
+    """A closed run: from the first out-of-range value to the value (or unknown time) ending it.
+
+    ``out_of_range_s`` counts each out-of-range value for its interval, as the budget does;
+    ``ended_by`` is "unknown" when a silence ended it rather than a reading back inside.
+    """
 
     subject: str
     profile: str
@@ -65,6 +77,8 @@ class Excursion:
     max_c: float
     alarmed: bool
     raised_at_ns: int | None = None
+    out_of_range_s: float = 0.0
+    ended_by: EndedBy = "reading"
 
     @property
     def duration_s(self) -> float:
@@ -99,6 +113,7 @@ class _Open:
     min_c: float
     max_c: float
     raised_at_ns: int | None = None
+    out_ns: int = 0
 
     @property
     def peak_c(self) -> float:
@@ -109,15 +124,28 @@ class _Open:
         self.max_c = max(self.max_c, temp_c)
 
 
+@dataclass(slots=True, frozen=True)
+class DetectorSnapshot:
+    """What a detector knows, to carry across a restart (see ``ZoneMonitor.restore``)."""
+
+    state: DetectorState
+    started_at_ns: int | None
+    raised_at_ns: int | None
+
+
 class ExcursionDetector:
     """Single-event excursion state machine for one subject, on event time."""
 
-    def __init__(self, profile: ProductProfile, subject: str) -> None:
+    def __init__(
+        self, profile: ProductProfile, subject: str, *, max_gap_ns: int | None = None
+    ) -> None:
         self.profile = profile
         self.subject = subject
+        self.max_gap_ns = max_gap_ns
         self._delay_ns = _seconds_to_ns(profile.alarm_delay_s)
         self._open: _Open | None = None
         self._state: DetectorState = "inside"
+        self._last: tuple[int, float] | None = None  # the last value: it stands for now
         self._last_ts_ns: int | None = None
         self.out_of_order = 0
         self.ignored = 0
@@ -133,14 +161,39 @@ class ExcursionDetector:
         return None if self._open is None else self._open.started_at_ns
 
     @property
+    def raised_at_ns(self) -> int | None:
+        """When the open excursion's alarm was raised, else None."""
+        return None if self._open is None else self._open.raised_at_ns
+
+    @property
+    def peak_c(self) -> float | None:
+        """The open excursion's extreme in its direction, else None."""
+        return None if self._open is None else self._open.peak_c
+
+    @property
+    def direction(self) -> Direction | None:
+        """The open excursion's direction, else None."""
+        return None if self._open is None else self._open.direction
+
+    def _known_until(self) -> int:
+        if self._last is None:
+            return _NEVER
+        return _NEVER if self.max_gap_ns is None else self._last[0] + self.max_gap_ns
+
+    @property
     def pending_deadline_ns(self) -> int | None:
-        """When the pending excursion raises if nothing changes (start + delay), else None."""
+        """When the pending run raises if the last value still stands then, else None."""
         if self._state != "pending" or self._open is None:
             return None
-        return self._open.started_at_ns + self._delay_ns
+        deadline = self._open.started_at_ns + self._delay_ns
+        return deadline if deadline <= self._known_until() else None
+
+    def snapshot(self) -> DetectorSnapshot:
+        """The state to compare with (or restore from) the journal after a restart."""
+        return DetectorSnapshot(self._state, self.started_at_ns, self.raised_at_ns)
 
     def observe(self, ts_ns: int, temp_c: float) -> list[ExcursionEvent]:
-        """Feed one usable reading (non-decreasing ts); returns the transitions it caused."""
+        """Feed one usable value (non-decreasing ts); returns the transitions it caused."""
         if not math.isfinite(temp_c):
             self.ignored += 1
             return []
@@ -149,41 +202,58 @@ class ExcursionDetector:
             return []
         self._last_ts_ns = ts_ns
         profile = self.profile
-        if self._state == "inside":
-            if not profile.out_of_range(temp_c):
-                return []
-            high = profile.max_c is not None and temp_c > profile.max_c
-            self._open = _Open("high" if high else "low", ts_ns, temp_c, temp_c)
-            self._state = "pending"
-            return self._raise_if_due(ts_ns, by_timer=False)
-        return self._observe_open(ts_ns, temp_c)
-
-    def _observe_open(self, ts_ns: int, temp_c: float) -> list[ExcursionEvent]:
-        profile = self.profile
+        out = profile.out_of_range(temp_c)
+        events = self._advance(ts_ns, out)
         current = self._open
-        assert current is not None
+        if current is None:
+            if out:
+                high = profile.max_c is not None and temp_c > profile.max_c
+                self._open = _Open("high" if high else "low", ts_ns, temp_c, temp_c)
+                self._state = "pending"
+        elif profile.back_inside(temp_c):
+            kind: ExcursionEventKind = "aborted" if current.raised_at_ns is None else "cleared"
+            events.append(self._close(kind, ts_ns))
+        else:
+            current.see(temp_c)
+        self._last = (ts_ns, temp_c)
         if self._state == "pending":
-            if profile.out_of_range(temp_c):
-                current.see(temp_c)
-                return self._raise_if_due(ts_ns, by_timer=False)
-            return [self._close("aborted", ts_ns)]
-        if profile.back_inside(temp_c):
-            return [self._close("cleared", ts_ns)]
-        current.see(temp_c)
-        return []
+            events.extend(self._raise_if_due(ts_ns, by_timer=False))
+        return events
 
     def check(self, now_ns: int) -> list[ExcursionEvent]:
-        """Timer hook: raise a pending excursion whose deadline passed with no reading since."""
-        deadline = self.pending_deadline_ns
-        if deadline is None or now_ns < deadline:
+        """Timer hook: raise a pending run whose delay ran out while its last value stands."""
+        if self._state != "pending" or self._open is None:
             return []
-        return self._raise_if_due(deadline, by_timer=True)
+        return self._raise_if_due(min(now_ns, self._known_until()), by_timer=True)
 
-    def _raise_if_due(self, at_ns: int, *, by_timer: bool) -> list[ExcursionEvent]:
+    def _advance(self, to_ns: int, out_after: bool) -> list[ExcursionEvent]:
+        """Close the interval of the last value at ``to_ns`` (a new value arrived there)."""
+        current, last = self._open, self._last
+        if current is None or last is None:
+            return []
+        last_ts, last_temp = last
+        st = stand(
+            last_ts,
+            to_ns,
+            out_before=self.profile.out_of_range(last_temp),
+            out_after=out_after,
+            known_until_ns=self._known_until(),
+        )
+        current.out_ns += st.out_ns
+        events: list[ExcursionEvent] = []
+        if self._state == "pending":
+            events.extend(self._raise_if_due(st.known_end_ns, by_timer=False))
+        if not st.bridged:
+            kind: ExcursionEventKind = "aborted" if current.raised_at_ns is None else "cleared"
+            events.append(self._close(kind, st.known_end_ns, ended_by="unknown"))
+        return events
+
+    def _raise_if_due(self, known_ns: int, *, by_timer: bool) -> list[ExcursionEvent]:
         current = self._open
         assert current is not None
-        if at_ns - current.started_at_ns < self._delay_ns:
+        if not reached(known_ns - current.started_at_ns, self._delay_ns):
             return []
+        at_ns = current.started_at_ns + self._delay_ns
         current.raised_at_ns = at_ns
         self._state = "alarmed"
         return [
@@ -200,7 +270,9 @@ class ExcursionDetector:
             )
         ]
 
-    def _close(self, kind: ExcursionEventKind, at_ns: int) -> ExcursionEvent:
+    def _close(
+        self, kind: ExcursionEventKind, at_ns: int, *, ended_by: EndedBy = "reading"
+    ) -> ExcursionEvent:
         current = self._open
         assert current is not None
         excursion = Excursion(
@@ -214,6 +286,8 @@ class ExcursionDetector:
             max_c=current.max_c,
             alarmed=current.raised_at_ns is not None,
             raised_at_ns=current.raised_at_ns,
+            out_of_range_s=current.out_ns / _NS_PER_S,
+            ended_by=ended_by,
         )
         self._open = None
         self._state = "inside"
@@ -227,6 +301,37 @@ class ExcursionDetector:
             peak_c=current.peak_c,
             raised_at_ns=current.raised_at_ns,
             excursion=excursion,
+        )
+
+    def open_excursion(self, end_ns: int) -> Excursion | None:
+        """The open run as if it ended at ``end_ns`` (a custody boundary, "as of"), or None.
+
+        Its time out of range includes the last value's interval up to ``end_ns`` (capped at
+        the max gap); nothing in the detector changes.
+        """
+        current, last = self._open, self._last
+        if current is None or last is None:
+            return None
+        st = stand(
+            last[0],
+            max(end_ns, last[0]),
+            out_before=self.profile.out_of_range(last[1]),
+            out_after=None,
+            known_until_ns=self._known_until(),
+        )
+        return Excursion(
+            subject=self.subject,
+            profile=self.profile.name,
+            direction=current.direction,
+            started_at_ns=current.started_at_ns,
+            ended_at_ns=max(end_ns, current.started_at_ns),
+            peak_c=current.peak_c,
+            min_c=current.min_c,
+            max_c=current.max_c,
+            alarmed=current.raised_at_ns is not None,
+            raised_at_ns=current.raised_at_ns,
+            out_of_range_s=(current.out_ns + st.out_ns) / _NS_PER_S,
+            ended_by="reading",
         )
 
 
@@ -244,19 +349,35 @@ class BudgetEvent:
 
 
 class CumulativeBudget:
-    """Time out of range for one shipment over its custody intervals; never resets."""
+    """Time out of range for one shipment over its custody intervals; never resets.
+
+    Unknown time (silences the intervals function cannot bridge) is summed in
+    ``unknown_s`` and listed in ``unknown_spans``; it never counts as spent here, the
+    verdict decides what it means (the profile's ``unknown_time``).
+    """
 
     def __init__(
-        self, profile: ProductProfile, subject: str = "", *, in_custody: bool = True
+        self,
+        profile: ProductProfile,
+        subject: str = "",
+        *,
+        in_custody: bool = True,
+        max_gap_ns: int | None = None,
     ) -> None:
         self.profile = profile
         self.subject = subject
+        self.max_gap_ns = max_gap_ns
         self._budget_ns = _seconds_to_ns(profile.budget_s)
         self._warn_ns = round(self._budget_ns * profile.budget_warn_fraction)
         self._spent_ns = 0
+        self._unknown_ns = 0
+        self.unknown_spans: list[tuple[int, int]] = []
         self._state: BudgetState = "ok"
         self._in_custody = in_custody
-        self._last: tuple[int, float] | None = None  # last sample in custody
+        # the last value in custody: (interval start, °C, it stands until)
+        self._last: tuple[int, float, int] | None = None
+        self._unseeded_from: int | None = None  # custody began with no value standing
+        self._unseeded_gap_ns: int | None = None
         self._last_ts_ns: int | None = None
         self.out_of_order = 0
         self.ignored = 0
@@ -265,6 +386,11 @@ class CumulativeBudget:
     def spent_s(self) -> float:
         """Seconds out of range counted so far (closed intervals only)."""
         return self._spent_ns / _NS_PER_S
+
+    @property
+    def unknown_s(self) -> float:
+        """Seconds of custody whose temperature is unknown (closed intervals only)."""
+        return self._unknown_ns / _NS_PER_S
 
     @property
     def remaining_s(self) -> float:
@@ -283,13 +409,14 @@ class CumulativeBudget:
 
     @property
     def violation_deadline_ns(self) -> int | None:
-        """When the budget runs out if the last sample stays out of range, else None."""
+        """When the budget runs out if the last value stands that long, else None."""
         if self._state == "violated" or self._last is None:
             return None
-        ts_ns, temp_c = self._last
+        ts_ns, temp_c, known_until = self._last
         if not self.profile.out_of_range(temp_c):
             return None
-        return ts_ns + max(0, self._budget_ns - self._spent_ns)
+        deadline = ts_ns + max(0, self._budget_ns - self._spent_ns)
+        return deadline if deadline <= known_until else None
 
     def add_interval(self, start_ns: int, end_ns: int, temp_c: float) -> list[BudgetEvent]:
         """Count [start, end) if temp_c is out of range; custody is the caller's business here."""
@@ -299,8 +426,17 @@ class CumulativeBudget:
         self._spent_ns += end_ns - start_ns
         return self._transitions(start_ns, before, self._spent_ns)
 
-    def observe(self, ts_ns: int, temp_c: float) -> list[BudgetEvent]:
-        """Feed one usable reading of the shipment's zone; the previous one's interval closes."""
+    def _stands_until(self, value_ts_ns: int, max_gap_ns: int | None) -> int:
+        gap = self.max_gap_ns if max_gap_ns is None else max_gap_ns
+        return _NEVER if gap is None else value_ts_ns + gap
+
+    def observe(
+        self, ts_ns: int, temp_c: float, *, max_gap_ns: int | None = None
+    ) -> list[BudgetEvent]:
+        """Feed one usable value of the shipment's zone; the previous one's interval closes.
+
+        ``max_gap_ns`` is how long this value may stand (default: the budget's).
+        """
         if not math.isfinite(temp_c):
             self.ignored += 1
             return []
@@ -310,46 +446,86 @@ class CumulativeBudget:
         self._last_ts_ns = ts_ns
         if not self._in_custody:
             return []
-        events = self._close_interval(ts_ns)
-        self._last = (ts_ns, temp_c)
+        events = self._close_interval(ts_ns, self.profile.out_of_range(temp_c))
+        self._last = (ts_ns, temp_c, self._stands_until(ts_ns, max_gap_ns))
         return events
 
     def pause(self, ts_ns: int) -> list[BudgetEvent]:
         """The shipment left the tracked zones at ts_ns: count up to there, then stop."""
         if not self._in_custody:
             return []
-        events = self._close_interval(ts_ns)
+        events = self._close_interval(ts_ns, None)
         self._in_custody = False
         self._last = None
+        self._unseeded_from = None
         return events
 
-    def resume(self, ts_ns: int, temp_c: float | None = None) -> None:
-        """The shipment is back in custody at ts_ns; temp_c seeds the interval if known."""
+    def resume(
+        self,
+        ts_ns: int,
+        temp_c: float | None = None,
+        *,
+        value_ts_ns: int | None = None,
+        max_gap_ns: int | None = None,
+    ) -> None:
+        """The shipment is back in custody at ts_ns; the zone's value then seeds the interval.
+
+        ``value_ts_ns`` is when that value was read (it stands until then + max gap).
+        """
         if self._in_custody:
             return  # a duplicate resume must not drop the open interval
         self._in_custody = True
-        self._last = None if temp_c is None or not math.isfinite(temp_c) else (ts_ns, temp_c)
+        if temp_c is None or not math.isfinite(temp_c):
+            self._last = None
+            self._unseeded_from = ts_ns
+            self._unseeded_gap_ns = self.max_gap_ns if max_gap_ns is None else max_gap_ns
+        else:
+            read_at = ts_ns if value_ts_ns is None else min(value_ts_ns, ts_ns)
+            self._last = (ts_ns, temp_c, self._stands_until(read_at, max_gap_ns))
         if self._last_ts_ns is None or ts_ns > self._last_ts_ns:
             self._last_ts_ns = ts_ns
 
     def check(self, now_ns: int) -> list[BudgetEvent]:
         """Timer hook: emit transitions the open out-of-range interval reaches by now_ns.
 
-        ``spent_s`` still counts closed intervals only; the next reading commits the time.
+        ``spent_s`` still counts closed intervals only; the next value commits the time.
         """
         if self._last is None:
             return []
-        ts_ns, temp_c = self._last
-        if now_ns <= ts_ns or not self.profile.out_of_range(temp_c):
+        ts_ns, temp_c, known_until = self._last
+        end = min(now_ns, known_until)
+        if end <= ts_ns or not self.profile.out_of_range(temp_c):
             return []
-        return self._transitions(ts_ns, self._spent_ns, self._spent_ns + now_ns - ts_ns)
+        return self._transitions(ts_ns, self._spent_ns, self._spent_ns + end - ts_ns)
 
-    def _close_interval(self, end_ns: int) -> list[BudgetEvent]:
+    def _close_interval(self, end_ns: int, out_after: bool | None) -> list[BudgetEvent]:
         if self._last is None:
+            start = self._unseeded_from
+            self._unseeded_from = None
+            gap = self._unseeded_gap_ns
+            if start is not None and gap is not None and end_ns - start > gap:
+                self._unknown(start, end_ns)
             return []
-        start_ns, temp_c = self._last
+        start_ns, temp_c, known_until = self._last
         self._last = None
-        return self.add_interval(start_ns, end_ns, temp_c)
+        st = stand(
+            start_ns,
+            end_ns,
+            out_before=self.profile.out_of_range(temp_c),
+            out_after=out_after,
+            known_until_ns=known_until,
+        )
+        if st.unknown_ns:
+            self._unknown(st.known_end_ns, st.end_ns)
+        if not st.out_ns:
+            return []
+        before = self._spent_ns
+        self._spent_ns += st.out_ns
+        return self._transitions(start_ns, before, self._spent_ns)
+
+    def _unknown(self, start_ns: int, end_ns: int) -> None:
+        self._unknown_ns += end_ns - start_ns
+        self.unknown_spans.append((start_ns, end_ns))
 
     def _transitions(self, start_ns: int, before_ns: int, after_ns: int) -> list[BudgetEvent]:
         events: list[BudgetEvent] = []

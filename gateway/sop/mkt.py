@@ -1,9 +1,12 @@
 """Mean kinetic temperature (USP <1079.2>), batch and over a sliding window.
 
 T_mkt = (dH/R) / -ln( sum(t_i * exp(-dH/(R*T_i))) / sum(t_i) ), T_i in kelvin, t_i the
-time each sample stands for. A reading stands for the time until the next reading; the
-window's last reading until the window end. Gaps longer than ``max_gap_s`` are data gaps:
-their time is unknown and is left out rather than credited to the reading before them.
+time each sample stands for. A reading stands for the time until the next reading, for at
+most ``max_gap_s`` (gateway.sop.intervals: a value stands for at most the max gap); the
+window's last reading until the window end. The rest of a longer silence is unknown time:
+it is left out of the weights, not credited to the reading before it, and not dropped
+with that reading either (a warm reading before a silent probe still weighs its max gap).
+The coverage (weighted seconds over the window) is reported beside the value.
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ def time_weighted_samples(
     """(ts_ns, temp_c) readings to (temp_c, duration_s) samples, each until the next reading.
 
     The last reading stands until ``window_end_ns`` or, without one, for the median
-    interval (1 s when there is no interval). Intervals longer than ``max_gap_s`` are
-    dropped; zero-length samples are dropped.
+    interval (1 s when there is no interval). A sample weighs at most ``max_gap_s``;
+    zero-length samples are dropped.
     """
     ordered = sorted(readings, key=lambda r: r[0])
     if not ordered:
@@ -82,9 +85,9 @@ def time_weighted_samples(
         last = statistics.median(known) if known else 1.0
     durations.append(last)
     return [
-        (temp_c, duration_s)
+        (temp_c, duration_s if max_gap_s is None else min(duration_s, max_gap_s))
         for (_, temp_c), duration_s in zip(ordered, durations, strict=True)
-        if duration_s > 0 and (max_gap_s is None or duration_s <= max_gap_s)
+        if duration_s > 0
     ]
 
 
@@ -144,7 +147,9 @@ class RollingMkt:
                 self.out_of_order += 1
                 return
             weight_s = (ts_ns - newest.ts_ns) / _NS_PER_S
-            if self._max_gap_s is None or weight_s <= self._max_gap_s:
+            if self._max_gap_s is not None:
+                weight_s = min(weight_s, self._max_gap_s)
+            if weight_s > 0:
                 newest.weight_s = weight_s
                 newest.term = weight_s * math.exp(-self._a / (newest.temp_c + KELVIN_OFFSET))
                 self._sum_weights += newest.weight_s
@@ -163,6 +168,10 @@ class RollingMkt:
             self._sum_terms = math.fsum(e.term for e in entries)
             self._evicted_since_resum = 0
 
+    def covered_s(self) -> float:
+        """Seconds of the window the readings stand for (each for at most the max gap)."""
+        return max(0.0, self._sum_weights)
+
     def value(self, now_ns: int | None = None) -> float | None:
         """MKT in °C of the window, or None when it covers no time yet."""
         weights = self._sum_weights
@@ -170,7 +179,9 @@ class RollingMkt:
         if now_ns is not None and self._entries:
             newest = self._entries[-1]
             extra = (now_ns - newest.ts_ns) / _NS_PER_S
-            if extra > 0 and (self._max_gap_s is None or extra <= self._max_gap_s):
+            if self._max_gap_s is not None:
+                extra = min(extra, self._max_gap_s)
+            if extra > 0:
                 weights += extra
                 terms += extra * math.exp(-self._a / (newest.temp_c + KELVIN_OFFSET))
         if weights <= 0 or terms <= 0:

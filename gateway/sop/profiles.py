@@ -20,13 +20,16 @@ Default profiles (``DEFAULT_PROFILES``) and why these values:
 - Hysteresis is the margin a reading must be back inside by before an alarm clears; for
   flowers it must stay below half the 1 °C range, or no reading could ever clear.
 - Warn when 80 % of the budget is spent (``budget_warn_fraction``) everywhere.
+- Gaps: a zone value stands for at most ``max_gap_s`` (default: 3 x the zone's slowest
+  sensor interval); unknown time that could have spent the remaining budget rejects
+  (``unknown_time = "reject"``, the conservative default) or asks for review.
 
 These are starting points for a hub's config, not regulatory advice: a site overrides them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +55,11 @@ class ProductProfile(BaseModel):
     mkt_limit_c: float | None = None
     mkt_window_s: Annotated[float, Field(gt=0)] = 86_400.0
     dh_kj_per_mol: Annotated[float, Field(gt=0)] = 83.144
+    # Gap policy (docs/sop-semantics.md): a zone value stands for at most max_gap_s (None:
+    # 3 x the zone's slowest sensor interval, its stale limit); later time is unknown.
+    max_gap_s: Annotated[float, Field(gt=0)] | None = None
+    # Unknown time in custody that could have spent the remaining budget: reject or review.
+    unknown_time: Literal["reject", "review"] = "reject"
 
     @model_validator(mode="after")
     def _limits(self) -> ProductProfile:

@@ -1,17 +1,22 @@
 """Zone excursion monitoring: committed readings -> zone value -> excursion events.
 
-Each zone with a product profile has one :class:`ExcursionDetector`. The zone's value at a
-reading's time is the worst (or the median) of its sensors' latest usable readings;
-sensors silent for longer than ``STALE_INTERVALS`` of their interval drop out, so a dead
-probe cannot hold a zone in alarm (sensor health reports it separately).
-Rules run on event time; ``check(now_ns)`` is the timer that raises a pending excursion
-when readings stop arriving.
+Each zone with a product profile has one :class:`ExcursionDetector` and, with an MKT
+limit, one :class:`MktJudge`. The zone's value at a reading's time (:class:`ZoneValues`)
+is the worst (or the median) of its sensors' latest usable readings; sensors silent for
+longer than ``STALE_INTERVALS`` of their interval drop out, so a dead probe cannot hold a
+zone in alarm (sensor health reports it separately). An unprofiled zone's value is the
+mean of its fresh sensors (shipments sitting there still burn their budgets).
+
+The trace (gateway/trace/series.py) computes its zone values with the same
+:class:`ZoneValues` and judges them with the same detector, budget and MKT judge, so the
+claim report and the live alerts cannot disagree. Rules run on event time;
+``check(now_ns)`` is the timer that raises a pending excursion when readings stop arriving.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
@@ -19,11 +24,12 @@ from gateway.core.model import UNUSABLE_MASK, Reading
 from gateway.sop.excursion import ExcursionDetector, ExcursionEvent
 from gateway.sop.mkt import RollingMkt
 from gateway.sop.profiles import ProductProfile
+from gateway.sop.zones.intervals import DEFAULT_MAX_GAP_INTERVALS, max_gap_ns
 
-STALE_INTERVALS = 3.0
+STALE_INTERVALS = DEFAULT_MAX_GAP_INTERVALS
 MKT_SAMPLE_S = 60.0  # one zone value per minute into the rolling MKT: 30 days = 43k points
 MKT_MIN_COVERAGE = 0.5  # judge MKT only once the window is at least half covered
-MKT_MAX_GAP_S = 3600.0  # a longer silence is a data gap, not an hour at the last value
+_NS_PER_S = 1_000_000_000
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,6 +44,11 @@ class MktEvent:
     limit_c: float
     window_s: float
     dh_kj_per_mol: float
+
+
+def usable(quality: int) -> bool:
+    """True when the SOP rules may use a reading with these quality flags."""
+    return not quality & UNUSABLE_MASK
 
 
 def severity(profile: ProductProfile, temp_c: float) -> float:
@@ -64,16 +75,113 @@ def _worst(profile: ProductProfile, values: list[float]) -> float:
     return values[0]  # no bounds: every value is equally (un)remarkable
 
 
+def aggregate_value(
+    profile: ProductProfile | None, aggregate: str, fresh: list[float]
+) -> float | None:
+    """The zone value of its fresh sensors' values: worst, median, or mean without a profile."""
+    if not fresh:
+        return None
+    if profile is None:
+        return round(statistics.fmean(fresh), 4)
+    if aggregate == "median":
+        return float(statistics.median(fresh))
+    return _worst(profile, fresh)
+
+
+class ZoneValues:
+    """One zone's latest usable reading per sensor and its value at a time (live and trace)."""
+
+    def __init__(
+        self, profile: ProductProfile | None, aggregate: str, stale_ns: Mapping[str, int]
+    ) -> None:
+        self.profile = profile
+        self.aggregate = aggregate
+        self.stale_ns = stale_ns
+        self.latest: dict[str, tuple[int, float]] = {}
+        self.newest_ns: int | None = None
+        self.late = 0
+
+    def update(self, sensor: str, ts_ns: int, temp_c: float) -> float | None:
+        """Take one usable reading; the zone value at its time, or None.
+
+        None for a late reading: older than the sensor's latest (kept, not used) or than the
+        zone's newest value (it updates the sensor, but the zone's past is not re-judged).
+        """
+        previous = self.latest.get(sensor)
+        if previous is not None and ts_ns < previous[0]:
+            self.late += 1
+            return None
+        self.latest[sensor] = (ts_ns, temp_c)
+        if self.newest_ns is not None and ts_ns < self.newest_ns:
+            self.late += 1
+            return None
+        self.newest_ns = ts_ns
+        return self.value_at(ts_ns)
+
+    def value_at(self, at_ns: int) -> float | None:
+        """Worst/median (mean if unprofiled) of the sensors fresh at ``at_ns``, or None."""
+        stale = self.stale_ns
+        fresh = [
+            temp
+            for sensor, (ts, temp) in self.latest.items()
+            if ts <= at_ns and at_ns - ts <= stale.get(sensor, 0)
+        ]
+        return aggregate_value(self.profile, self.aggregate, fresh)
+
+    def value_with_time(self, at_ns: int) -> tuple[int, float] | None:
+        """The value at ``at_ns`` and the newest reading time behind it, or None."""
+        value = self.value_at(at_ns)
+        if value is None:
+            return None
+        stale = self.stale_ns
+        newest = max(
+            ts
+            for sensor, (ts, _) in self.latest.items()
+            if ts <= at_ns and at_ns - ts <= stale.get(sensor, 0)
+        )
+        return newest, value
+
+
+class MktJudge:
+    """The rolling-MKT rule: one zone value per MKT_SAMPLE_S, judged once half covered."""
+
+    def __init__(self, profile: ProductProfile, max_gap_ns_: int) -> None:
+        self.profile = profile
+        # A sampled value stands until the next sample: at most a sample period + max gap.
+        self.max_gap_s = MKT_SAMPLE_S + max_gap_ns_ / _NS_PER_S
+        self.mkt = RollingMkt(profile.mkt_window_s, profile.dh_over_r_k, max_gap_s=self.max_gap_s)
+        self.last_ns: int | None = None
+        self.high = False
+
+    def observe(self, ts_ns: int, value: float) -> float | None:
+        """Sample a zone value; the window's MKT when the rule judges at ts_ns, else None."""
+        if self.last_ns is not None and ts_ns - self.last_ns < MKT_SAMPLE_S * _NS_PER_S:
+            return None
+        self.last_ns = ts_ns
+        self.mkt.observe(ts_ns, value)
+        if self.mkt.covered_s() < MKT_MIN_COVERAGE * self.profile.mkt_window_s:
+            return None
+        return self.mkt.value()
+
+
 @dataclass(slots=True)
 class _Zone:
     profile: ProductProfile
-    aggregate: str
+    values: ZoneValues
     detector: ExcursionDetector
-    latest: dict[str, tuple[int, float]] = field(default_factory=dict)
-    mkt: RollingMkt | None = None
-    mkt_last_ns: int = 0
-    mkt_first_ns: int | None = None
-    mkt_high: bool = False
+    mkt: MktJudge | None = None
+    max_gap_ns: int = 0
+
+
+def zone_max_gaps(config: GatewayConfig) -> dict[str, int]:
+    """Each zone's max gap (ns): its profile's ``max_gap_s``, else 3 x its slowest sensor."""
+    profiles = config.all_profiles()
+    out: dict[str, int] = {}
+    for zone in config.zones:
+        intervals = [s.interval_s for s in config.sensors if s.zone == zone.id]
+        profile = profiles.get(zone.profile) if zone.profile else None
+        out[zone.id] = max_gap_ns(intervals, profile.max_gap_s if profile else None)
+    return out
 
 
 class ZoneMonitor:
@@ -81,26 +189,25 @@ class ZoneMonitor:
 
     def __init__(self, config: GatewayConfig) -> None:
         profiles = config.all_profiles()
-        self._interval_ns = {s.id: int(s.interval_s * 1e9) for s in config.sensors}
+        stale = {s.id: round(STALE_INTERVALS * s.interval_s * _NS_PER_S) for s in config.sensors}
         self._zones: dict[str, _Zone] = {}
-        # Latest usable reading per sensor of every zone, profiled or not (handoff temps).
-        self._latest: dict[str, dict[str, tuple[int, float]]] = {z.id: {} for z in config.zones}
+        self.max_gaps = zone_max_gaps(config)
+        # Zone values of every zone, profiled or not (handoff temperatures, budgets).
+        self._values: dict[str, ZoneValues] = {}
         for zone in config.zones:
-            if zone.profile is None:
+            profile = profiles[zone.profile] if zone.profile is not None else None
+            self._values[zone.id] = ZoneValues(profile, zone.aggregate, stale)
+            if profile is None:
                 continue
-            profile = profiles[zone.profile]
-            mkt = (
-                RollingMkt(profile.mkt_window_s, profile.dh_over_r_k, max_gap_s=MKT_MAX_GAP_S)
-                if profile.mkt_limit_c is not None
-                else None
-            )
+            gap = self.max_gaps[zone.id]
             self._zones[zone.id] = _Zone(
                 profile,
-                zone.aggregate,
-                ExcursionDetector(profile, zone.id),
-                latest=self._latest[zone.id],
-                mkt=mkt,
+                self._values[zone.id],
+                ExcursionDetector(profile, zone.id, max_gap_ns=gap),
+                mkt=MktJudge(profile, gap) if profile.mkt_limit_c is not None else None,
+                max_gap_ns=gap,
             )
+        self._stale = stale
         self.zone_values: list[tuple[str, int, float]] = []
 
     @property
@@ -111,6 +218,10 @@ class ZoneMonitor:
     def detector(self, zone: str) -> ExcursionDetector:
         """The detector of one zone (status views and tests)."""
         return self._zones[zone].detector
+
+    def mkt_judge(self, zone: str) -> MktJudge | None:
+        """The MKT rule of one zone, if its profile has an MKT limit."""
+        return self._zones[zone].mkt
 
     def observe(self, readings: Iterable[Reading]) -> list[ExcursionEvent | MktEvent]:
         """Evaluate a committed batch; returns the excursion transitions it caused.
@@ -123,21 +234,20 @@ class ZoneMonitor:
         for r in readings:
             if r.quality & UNUSABLE_MASK:  # Quality(r.quality).usable, without an enum per reading
                 continue
-            self._latest.setdefault(r.zone, {})[r.sensor] = (r.ts_ns, r.temp_c)
+            values = self._values.get(r.zone)
+            if values is None:
+                values = self._values[r.zone] = ZoneValues(None, "worst", self._stale)
+            value = values.update(r.sensor, r.ts_ns, r.temp_c)
+            if value is None:
+                continue
+            self.zone_values.append((r.zone, r.ts_ns, value))
             zone = self._zones.get(r.zone)
             if zone is None:
-                # No profile to hold, but shipments may sit here (a warm dock burns budget).
-                mean = self.zone_temperature(r.zone, r.ts_ns)
-                if mean is not None:
-                    self.zone_values.append((r.zone, r.ts_ns, mean))
                 continue
-            value = self._zone_value(zone, r.ts_ns)
-            if value is not None:
-                self.zone_values.append((r.zone, r.ts_ns, value))
-                events.extend(zone.detector.observe(r.ts_ns, value))
-                mkt_event = self._observe_mkt(zone, r.ts_ns, value)
-                if mkt_event is not None:
-                    events.append(mkt_event)
+            events.extend(zone.detector.observe(r.ts_ns, value))
+            mkt_event = self._observe_mkt(zone, r.ts_ns, value)
+            if mkt_event is not None:
+                events.append(mkt_event)
         return events
 
     def check(self, now_ns: int) -> list[ExcursionEvent]:
@@ -155,24 +265,16 @@ class ZoneMonitor:
         return min(deadlines, default=None)
 
     def _observe_mkt(self, zone: _Zone, ts_ns: int, value: float) -> MktEvent | None:
-        mkt, profile = zone.mkt, zone.profile
-        if mkt is None or profile.mkt_limit_c is None:
+        judge, profile = zone.mkt, zone.profile
+        if judge is None or profile.mkt_limit_c is None:
             return None
-        if ts_ns - zone.mkt_last_ns < MKT_SAMPLE_S * 1e9:
-            return None
-        zone.mkt_last_ns = ts_ns
-        if zone.mkt_first_ns is None:
-            zone.mkt_first_ns = ts_ns
-        mkt.observe(ts_ns, value)
-        if ts_ns - zone.mkt_first_ns < MKT_MIN_COVERAGE * profile.mkt_window_s * 1e9:
-            return None
-        current = mkt.value()
+        current = judge.observe(ts_ns, value)
         if current is None:
             return None
         high = current > profile.mkt_limit_c
-        if high == zone.mkt_high:
+        if high == judge.high:
             return None
-        zone.mkt_high = high
+        judge.high = high
         return MktEvent(
             "raised" if high else "cleared",
             zone.detector.subject,
@@ -186,23 +288,5 @@ class ZoneMonitor:
 
     def zone_temperature(self, zone: str, at_ns: int) -> float | None:
         """The zone's temperature now (worst/median of fresh sensors; mean if unprofiled)."""
-        monitored = self._zones.get(zone)
-        if monitored is not None:
-            return self._zone_value(monitored, at_ns)
-        fresh = self._fresh(self._latest.get(zone, {}), at_ns)
-        return round(statistics.fmean(fresh), 4) if fresh else None
-
-    def _fresh(self, latest: dict[str, tuple[int, float]], at_ns: int) -> list[float]:
-        return [
-            temp
-            for sensor, (ts, temp) in latest.items()
-            if at_ns - ts <= STALE_INTERVALS * self._interval_ns.get(sensor, 0)
-        ]
-
-    def _zone_value(self, zone: _Zone, at_ns: int) -> float | None:
-        fresh = self._fresh(zone.latest, at_ns)
-        if not fresh:
-            return None
-        if zone.aggregate == "median":
-            return float(statistics.median(fresh))
-        return _worst(zone.profile, fresh)
+        values = self._values.get(zone)
+        return None if values is None else values.value_at(at_ns)

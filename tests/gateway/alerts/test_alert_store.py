@@ -174,7 +174,9 @@ def test_escalation_updates_in_place_and_appends_an_event(store: AlertStore) -> 
     assert escalated.id == first.id
     assert escalated.severity is Severity.CRITICAL
     assert escalated.value == 12.0
-    assert escalated.state is AlertState.ACKNOWLEDGED  # escalation keeps the ack
+    # The ack was for the warning: the critical alert needs its own (issue 13).
+    assert escalated.state is AlertState.RAISED
+    assert escalated.acknowledged_by is None
     assert store.active() == [escalated]
     # same or lower severity is a no-op
     same, changed_again = _raise(store, severity=Severity.WARNING)

@@ -10,12 +10,14 @@ S = 1_000_000_000
 T0 = 1_800_000_000 * S
 
 
-def _config(aggregate: str = "worst") -> object:
+def _config(aggregate: str = "worst", max_gap_s: float | None = None) -> object:
+    extra = {} if max_gap_s is None else {"max_gap_s": max_gap_s}
     return parse_config(
         {
             "hub": {"id": "h"},
             "profiles": {
                 "test": {"min_c": 2, "max_c": 8, "alarm_delay_s": 600, "hysteresis_c": 0.5}
+                | extra
             },
             "zones": [
                 {"id": "cr1", "kind": "cold_storage", "profile": "test", "aggregate": aggregate}
@@ -67,12 +69,25 @@ def test_stale_and_flagged_readings_do_not_hold_the_zone() -> None:
 
 
 def test_timer_raises_when_readings_stop_mid_excursion() -> None:
-    monitor = ZoneMonitor(_config())  # type: ignore[arg-type]
+    # The last value stands for the max gap (here 15 min): the delay runs out inside it.
+    monitor = ZoneMonitor(_config(max_gap_s=900))  # type: ignore[arg-type]
     monitor.observe([_r("a", 0, 12.0)])
     assert monitor.next_deadline_ns() == T0 + 600 * S
     assert monitor.check(T0 + 599 * S) == []
     (event,) = monitor.check(T0 + 600 * S)
-    assert (event.kind, event.by_timer) == ("raised", True)
+    assert (event.kind, event.by_timer, event.at_ns) == ("raised", True, T0 + 600 * S)
+
+
+def test_a_silence_past_the_max_gap_is_unknown_until_the_next_reading() -> None:
+    # Default max gap: 3 x 60 s. The timer cannot know whether the zone stayed warm...
+    monitor = ZoneMonitor(_config())  # type: ignore[arg-type]
+    monitor.observe([_r("a", 0, 12.0)])
+    assert monitor.next_deadline_ns() is None
+    assert monitor.check(T0 + 3600 * S) == []
+    # ...the next reading says: out of range on both sides, so the silence counts, and the
+    # alarm is at exactly start + delay, as a replay of the same readings reports it.
+    (event,) = monitor.observe([_r("a", 2400, 12.0)])
+    assert (event.kind, event.at_ns) == ("raised", T0 + 600 * S)
 
 
 def test_rolling_mkt_raises_over_the_limit_and_clears_below() -> None:
