@@ -326,8 +326,9 @@ class AlertStore:
         An active alert for the same rule and subject is returned unchanged with False,
         unless ``severity`` is higher: then it is escalated in place (same id) and an
         ``escalated`` event is appended; an acknowledged alert goes back to raised, because
-        the acknowledgement was for the lesser alert (someone must own the worse one). A cleared alert with the same deterministic
-        id (the same excursion re-detected, e.g. on replay) is returned with False.
+        the acknowledgement was for the lesser alert (someone must own the worse one). A
+        cleared alert with the same deterministic id (the same excursion re-detected, e.g.
+        on replay) is returned with False.
         """
         sev = Severity(severity)
         details_dict: dict[str, object] = dict(details or {})

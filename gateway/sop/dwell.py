@@ -37,9 +37,9 @@ from gateway.core.clock import NS_PER_S
 from gateway.custody.events import CustodyEvent, CustodyKind, ShipmentState
 from gateway.custody.ledger import CustodyLedger
 from gateway.sop.excursion import BudgetEvent, CumulativeBudget
+from gateway.sop.intervals import reached
 from gateway.sop.profiles import ProductProfile
 from gateway.sop.settings import DEFAULT_DWELL_RULES, DwellRule, SeverityName
-from gateway.sop.zones.intervals import reached
 
 DwellEventKind = Literal["warn", "violated", "resolved"]
 

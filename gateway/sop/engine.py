@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import get_args
 
-from gateway.alerts.store import AlertStore, Severity
+from gateway.alerts.store import Alert, AlertStore, Severity
 from gateway.config import GatewayConfig
 from gateway.core.clock import Clock
 from gateway.core.metrics import Counters
@@ -33,11 +33,9 @@ from gateway.custody.events import CustodyEvent, CustodyRejected, ShipmentState
 from gateway.custody.ledger import CustodyLedger
 from gateway.journal.store import JournalRunner
 from gateway.sop.dwell import DwellEvent, DwellTimers, ShipmentBudgets
-from gateway.sop.excursion import BudgetEvent, ExcursionEvent
+from gateway.sop.excursion import BudgetEvent, DetectorSnapshot, ExcursionEvent
 from gateway.sop.sensor_health import HealthEvent, Rule, SensorHealth, checksum_rejects
 from gateway.sop.zones import MktEvent, ZoneMonitor
-from gateway.alerts.store import Alert
-from gateway.sop.excursion import DetectorSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +260,6 @@ class SopEngine:
             if loop.time() >= next_tick:
                 await self.tick()
                 next_tick = loop.time() + TICK_S
-
 
     def zones_with_shipments(self) -> set[str]:
         """Zones holding at least one shipment now (a stale one there is a data gap)."""

@@ -42,8 +42,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.sop.intervals import reached, stand
 from gateway.sop.profiles import ProductProfile
-from gateway.sop.zones.intervals import reached, stand
 
 _NS_PER_S = 1_000_000_000
 _NEVER = 2**63 - 1
@@ -146,6 +146,7 @@ class ExcursionDetector:
         self._open: _Open | None = None
         self._state: DetectorState = "inside"
         self._last: tuple[int, float] | None = None  # the last value: it stands for now
+        self._read_at_ns = 0  # when the last value was read (it stands until then + max gap)
         self._last_ts_ns: int | None = None
         self.out_of_order = 0
         self.ignored = 0
@@ -178,7 +179,7 @@ class ExcursionDetector:
     def _known_until(self) -> int:
         if self._last is None:
             return _NEVER
-        return _NEVER if self.max_gap_ns is None else self._last[0] + self.max_gap_ns
+        return _NEVER if self.max_gap_ns is None else self._read_at_ns + self.max_gap_ns
 
     @property
     def pending_deadline_ns(self) -> int | None:
@@ -192,8 +193,14 @@ class ExcursionDetector:
         """The state to compare with (or restore from) the journal after a restart."""
         return DetectorSnapshot(self._state, self.started_at_ns, self.raised_at_ns)
 
-    def observe(self, ts_ns: int, temp_c: float) -> list[ExcursionEvent]:
-        """Feed one usable value (non-decreasing ts); returns the transitions it caused."""
+    def observe(
+        self, ts_ns: int, temp_c: float, *, read_at_ns: int | None = None
+    ) -> list[ExcursionEvent]:
+        """Feed one usable value (non-decreasing ts); returns the transitions it caused.
+
+        ``read_at_ns`` is when the value was read if earlier than ``ts_ns``: the trace seeds
+        a custody interval with the value the zone had when the shipment arrived.
+        """
         if not math.isfinite(temp_c):
             self.ignored += 1
             return []
@@ -216,6 +223,7 @@ class ExcursionDetector:
         else:
             current.see(temp_c)
         self._last = (ts_ns, temp_c)
+        self._read_at_ns = ts_ns if read_at_ns is None else min(read_at_ns, ts_ns)
         if self._state == "pending":
             events.extend(self._raise_if_due(ts_ns, by_timer=False))
         return events

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, SensorConfig, ZoneConfig
 from gateway.core.model import UNUSABLE_MASK, Reading
 from gateway.sop.excursion import ExcursionDetector, ExcursionEvent
+from gateway.sop.intervals import DEFAULT_MAX_GAP_INTERVALS, max_gap_ns
 from gateway.sop.mkt import RollingMkt
 from gateway.sop.profiles import ProductProfile
-from gateway.sop.zones.intervals import DEFAULT_MAX_GAP_INTERVALS, max_gap_ns
 
 STALE_INTERVALS = DEFAULT_MAX_GAP_INTERVALS
 MKT_SAMPLE_S = 60.0  # one zone value per minute into the rolling MKT: 30 days = 43k points
@@ -173,14 +173,23 @@ class _Zone:
     max_gap_ns: int = 0
 
 
-def zone_max_gaps(config: GatewayConfig) -> dict[str, int]:
-    """Each zone's max gap (ns): its profile's ``max_gap_s``, else 3 x its slowest sensor."""
-    profiles = config.all_profiles()
+def zone_max_gaps(
+    zones: Iterable[ZoneConfig],
+    sensors: Iterable[SensorConfig],
+    profiles: Mapping[str, ProductProfile],
+) -> dict[str, int]:
+    """Each zone's max gap (ns): its profile's ``max_gap_s``, else 3 x its slowest sensor.
+
+    The live engine and the trace both take a zone's max gap from here.
+    """
+    intervals: dict[str, list[float]] = {}
+    for sensor in sensors:
+        intervals.setdefault(sensor.zone, []).append(sensor.interval_s)
     out: dict[str, int] = {}
-    for zone in config.zones:
-        intervals = [s.interval_s for s in config.sensors if s.zone == zone.id]
+    for zone in zones:
         profile = profiles.get(zone.profile) if zone.profile else None
-        out[zone.id] = max_gap_ns(intervals, profile.max_gap_s if profile else None)
+        gap_s = profile.max_gap_s if profile else None
+        out[zone.id] = max_gap_ns(intervals.get(zone.id, []), gap_s)
     return out
 
 
@@ -191,7 +200,7 @@ class ZoneMonitor:
         profiles = config.all_profiles()
         stale = {s.id: round(STALE_INTERVALS * s.interval_s * _NS_PER_S) for s in config.sensors}
         self._zones: dict[str, _Zone] = {}
-        self.max_gaps = zone_max_gaps(config)
+        self.max_gaps = zone_max_gaps(config.zones, config.sensors, profiles)
         # Zone values of every zone, profiled or not (handoff temperatures, budgets).
         self._values: dict[str, ZoneValues] = {}
         for zone in config.zones:

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.core.clock import NS_PER_S
+from gateway.core.clock import NS_PER_S, iso_utc
 from gateway.sop.profiles import ProductProfile
+from gateway.sop.zones import zone_max_gaps
 from gateway.trace.analysis import TraceResult, analyze, custody_spans
 from gateway.trace.query import (
     CustodyStep,
@@ -100,15 +101,26 @@ def build_trace(
     if not steps:
         msg = f"unknown shipment {shipment}: no custody events"
         raise TraceInputError(msg)
+    steps = [s for s in steps if s.ts_ns <= as_of_ns]  # nothing after --as-of is read
+    if not steps:
+        msg = f"unknown shipment {shipment}: no custody events up to {iso_utc(as_of_ns)}"
+        raise TraceInputError(msg)
     chosen = resolve_profile(config, steps, profile)
     spans = custody_spans(steps, as_of_ns)
-    windows = reading_windows(spans, round(context_s * NS_PER_S))
+    # The context must reach back to the value standing at each arrival (its max gap).
+    gaps = zone_max_gaps(config.zones, config.sensors, config.all_profiles())
+    context_ns = max([round(context_s * NS_PER_S), *gaps.values()])
+    windows = [
+        (zone, a, min(b, as_of_ns))
+        for zone, a, b in reading_windows(spans, context_ns)
+        if a < min(b, as_of_ns)
+    ]
     points = source.readings_many(windows, progress=progress)
     zones = {z for z, _, _, _ in spans}
     sensors = {s.id for s in config.sensors if s.zone in zones}
     start = min((s[1] for s in spans), default=steps[0].ts_ns)
     end = max((s[2] for s in spans), default=steps[-1].ts_ns)
-    alerts = source.alerts({shipment} | zones | sensors, start, end)
+    alerts = source.alerts({shipment} | zones | sensors, start, end, as_of_ns=as_of_ns)
     return analyze(
         shipment,
         source.hub,
@@ -122,4 +134,9 @@ def build_trace(
         chain=chain,
         dwell_rules=config.dwell_rules,
         timezone=config.hub.timezone,
+        profiles=config.all_profiles(),
+        gap_modes={
+            z.id: config.health.data_gap_zones.get(z.id, config.health.data_gap)
+            for z in config.zones
+        },
     )

@@ -170,6 +170,9 @@ def summary(result: TraceResult) -> dict[str, Any]:
                 "window_start": iso_utc(s.window_start_ns),
                 "window_end": iso_utc(s.window_end_ns),
                 "covered_s": _num(s.covered_s),
+                "rolling_window_s": _num(s.mkt_window_s),
+                "rolling_worst_c": _num(s.mkt_rolling_c),
+                "rolling_worst_window_end": _t(s.mkt_rolling_end_ns),
             },
             "usable_readings": s.usable_readings,
         },
@@ -183,6 +186,9 @@ def summary(result: TraceResult) -> dict[str, Any]:
                 "zones": list(x.zones),
                 "alarmed": x.alarmed,
                 "open": x.open,
+                "raised_at": _t(x.raised_ns),
+                "out_of_range_s": _num(x.out_of_range_s),
+                "ended_by": x.ended_by,
             }
             for x in result.excursions
         ],
@@ -194,7 +200,12 @@ def summary(result: TraceResult) -> dict[str, Any]:
             "state": result.budget.state,
             "warn_at": _t(result.budget.warn_at_ns),
             "violated_at": _t(result.budget.violated_at_ns),
+            "unknown_s": _num(result.budget.unknown_s),
         },
+        "spikes": [
+            {"at": iso_utc(p.ts_ns), "zone": p.zone, "sensor": p.sensor, "temp_c": p.temp_c}
+            for p in result.spikes
+        ],
         "dwell": [
             {
                 "rule": d.rule,

@@ -61,6 +61,7 @@ class TracePoint(NamedTuple):
     sensor: str
     temp_c: float
     quality: int
+    order: int = 0  # commit order (journal id); 0 when the source has none (InfluxDB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +128,18 @@ class TraceSource(Protocol):
         """Readings of several (zone, start, end) windows, by time."""
         ...
 
-    def alerts(self, subjects: Iterable[str], start_ns: int, end_ns: int) -> list[AlarmRecord]:
-        """Alerts on these subjects active at some time in [start_ns, end_ns)."""
+    def alerts(
+        self,
+        subjects: Iterable[str],
+        start_ns: int,
+        end_ns: int,
+        *,
+        as_of_ns: int | None = None,
+    ) -> list[AlarmRecord]:
+        """Alerts on these subjects active at some time in [start_ns, end_ns).
+
+        However long before ``start_ns`` they were raised; their changes up to ``as_of_ns``.
+        """
         ...
 
 
@@ -185,6 +196,31 @@ def alerts_query(
         f' "note" FROM {source} WHERE "hub" = {quote_literal(hub)} AND ({any_subject})'
         f' AND {_where_time(start_ns, end_ns)} GROUP BY "rule", "severity", "subject"'
     )
+
+
+def last_alert_state_query(
+    hub: str, subjects: Sequence[str], before_ns: int, source: str = '"alert"'
+) -> str:
+    """SELECT of each alert series' last state (and its alert id) before a time."""
+    any_subject = " OR ".join(f'"subject" = {quote_literal(s)}' for s in subjects)
+    return (
+        f'SELECT last("state"), "alert_id" FROM {source} WHERE "hub" = {quote_literal(hub)}'
+        f" AND ({any_subject}) AND time < {int(before_ns)}"
+        ' GROUP BY "rule", "severity", "subject"'
+    )
+
+
+def alert_history_query(hub: str, alert_id: str, until_ns: int, source: str = '"alert"') -> str:
+    """SELECT of every point of one alert up to a time (values escaped)."""
+    return (
+        'SELECT "state", "alert_id", "started_at", "value", "limit", "acknowledged_by"'
+        f' FROM {source} WHERE "hub" = {quote_literal(hub)}'
+        f' AND "alert_id" = {quote_literal(alert_id)} AND time < {int(until_ns)}'
+        ' GROUP BY "rule", "severity", "subject"'
+    )
+
+
+_ACTIVE_STATES = frozenset({"raised", "acknowledged", "escalated"})
 
 
 # -- InfluxDB ------------------------------------------------------------------------
@@ -301,23 +337,43 @@ class InfluxSource:
             )
         return out
 
-    def alerts(self, subjects: Iterable[str], start_ns: int, end_ns: int) -> list[AlarmRecord]:
-        """Alerts on these subjects active during [start, end), with their later changes."""
+    def alerts(
+        self,
+        subjects: Iterable[str],
+        start_ns: int,
+        end_ns: int,
+        *,
+        as_of_ns: int | None = None,
+    ) -> list[AlarmRecord]:
+        """Alerts on these subjects active during [start, end), with their later changes.
+
+        An alert raised long before ``start`` and still active then is found by asking for
+        the last state of each alert series before the look-back window; changes after
+        ``as_of_ns`` are not read.
+        """
         names = sorted({validate_id(s, "alert subject") for s in subjects})
         if not names:
             return []
-        query = alerts_query(
-            self.hub,
-            names,
-            start_ns - ALERT_LOOKBACK_NS,
-            end_ns + ALERT_LOOKAHEAD_NS,
-            self._from("alert"),
-        )
+        until = end_ns + ALERT_LOOKAHEAD_NS
+        if as_of_ns is not None:
+            until = min(until, as_of_ns + 1)
+        since = start_ns - ALERT_LOOKBACK_NS
+        source = self._from("alert")
+        query = alerts_query(self.hub, names, since, until, source)
         points: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        seen: set[str] = set()
         for s in self.run(query):
             tags = s.get("tags", {})
             for values in s.get("values", []):
-                points.append((int(values[0]), tags, dict(zip(s["columns"], values, strict=True))))
+                row = dict(zip(s["columns"], values, strict=True))
+                seen.add(str(row.get("alert_id") or ""))
+                points.append((int(values[0]), tags, row))
+        for aid in self._active_before(names, since, source) - seen:
+            for s in self.run(alert_history_query(self.hub, aid, until, source)):
+                tags = s.get("tags", {})
+                for values in s.get("values", []):
+                    row = dict(zip(s["columns"], values, strict=True))
+                    points.append((int(values[0]), tags, row))
         points.sort(key=lambda p: p[0])
         records = _fold_alert_points(points, start_ns, end_ns)
         from gateway.notify.history import influx_attempts, with_notifications
@@ -326,6 +382,17 @@ class InfluxSource:
             records, influx_attempts(self.run, self.hub, [r.alert_id for r in records],
                                      self._from("notification"))
         )  # fmt: skip
+
+    def _active_before(self, names: Sequence[str], before_ns: int, source: str) -> set[str]:
+        """Ids of alerts whose last state before ``before_ns`` was still active."""
+        out: set[str] = set()
+        for s in self.run(last_alert_state_query(self.hub, names, before_ns, source)):
+            cols = s["columns"]
+            for values in s.get("values", []):
+                row = dict(zip(cols, values, strict=True))
+                if str(row.get("last") or "") in _ACTIVE_STATES and row.get("alert_id"):
+                    out.add(str(row["alert_id"]))
+        return out
 
 
 def _fold_alert_points(
@@ -471,18 +538,32 @@ class JournalSource:
         for done, (zone, start_ns, end_ns) in enumerate(windows, start=1):
             validate_id(zone, "zone id")
             rows = self._rows(
-                "SELECT ts_ns, sensor, temp_c, quality FROM readings"
+                "SELECT ts_ns, sensor, temp_c, quality, id FROM readings"
                 " WHERE zone = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, id",
                 (zone, start_ns, end_ns),
             )
-            out.extend(TracePoint(int(r[0]), zone, str(r[1]), float(r[2]), int(r[3])) for r in rows)
+            out.extend(
+                TracePoint(int(r[0]), zone, str(r[1]), float(r[2]), int(r[3]), int(r[4]))
+                for r in rows
+            )
             if progress is not None:
                 progress(done, len(windows))
         out.sort(key=lambda p: (p.ts_ns, p.sensor))
         return out
 
-    def alerts(self, subjects: Iterable[str], start_ns: int, end_ns: int) -> list[AlarmRecord]:
-        """Alerts on these subjects active during [start, end), from the alerts table."""
+    def alerts(
+        self,
+        subjects: Iterable[str],
+        start_ns: int,
+        end_ns: int,
+        *,
+        as_of_ns: int | None = None,
+    ) -> list[AlarmRecord]:
+        """Alerts on these subjects active during [start, end), from the alerts table.
+
+        However long before ``start`` they were raised; the analysis drops changes after
+        ``as_of_ns`` (the table holds each alert's current row).
+        """
         names = sorted({validate_id(s, "alert subject") for s in subjects})
         if not names or not self._columns("alerts"):
             return []

@@ -316,6 +316,12 @@ def write_pdf(result: TraceResult, path: str | Path) -> None:
                     f" {_t(s.window_end_ns)}, {_dur(s.covered_s)} with data)",
                 ],
                 [
+                    f"MKT, worst {s.mkt_window_s / 3600:g} h rolling window",
+                    "custody shorter than half the window"
+                    if s.mkt_rolling_c is None
+                    else f"{_c(s.mkt_rolling_c)} (window ending {_t(s.mkt_rolling_end_ns)})",
+                ],
+                [
                     "time out of range",
                     f"{_dur(result.budget.spent_s)} of {_dur(result.budget.budget_s)} budget"
                     f" ({result.budget.state}; remaining {_dur(result.budget.remaining_s)})",

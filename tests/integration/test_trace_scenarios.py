@@ -136,7 +136,8 @@ async def test_accept_reject_and_review_from_a_simulated_hub(
     (first_gap,) = gap["gaps"]
     last_reading_ms = start_ms + 20 * MIN_MS  # board B's 20th and last line
     assert first_gap["zone"] == "cold-room-2"
-    assert abs(_ms(first_gap["start"]) - last_reading_ms) <= MIN_MS
+    # the last reading stands for its max gap (3 x its interval), then the time is unknown
+    assert abs(_ms(first_gap["start"]) - last_reading_ms - 3 * MIN_MS) <= MIN_MS
     assert _ms(first_gap["end"]) == start_ms + 60 * MIN_MS  # handed over: custody ends
     assert (reports / "trace-SH-WARM.pdf").stat().st_size > 0
 

@@ -53,7 +53,9 @@ def test_an_alarm_exactly_when_a_run_lasted_the_delay(steps: list[tuple[int, flo
         assert [(e.started_at_ns, e.raised_at_ns) for e in raised] == expected
 
 
-def _model_runs(profile: ProductProfile, readings: list[tuple[int, float]]) -> list[tuple[int, int]]:
+def _model_runs(
+    profile: ProductProfile, readings: list[tuple[int, float]]
+) -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
     start: int | None = None
     last = 0

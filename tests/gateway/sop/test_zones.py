@@ -16,8 +16,7 @@ def _config(aggregate: str = "worst", max_gap_s: float | None = None) -> object:
         {
             "hub": {"id": "h"},
             "profiles": {
-                "test": {"min_c": 2, "max_c": 8, "alarm_delay_s": 600, "hysteresis_c": 0.5}
-                | extra
+                "test": {"min_c": 2, "max_c": 8, "alarm_delay_s": 600, "hysteresis_c": 0.5} | extra
             },
             "zones": [
                 {"id": "cr1", "kind": "cold_storage", "profile": "test", "aggregate": aggregate}
