@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig, SensorConfig
 from gateway.core.model import Quality, RawSample, Reading, Reject
+from gateway.sop.spikes import SpikeCheck
 
 DS18B20_SENTINELS = (85.0, -127.0)
 _SENTINEL_MODELS = {"ds18b20", "generic"}
@@ -26,6 +27,8 @@ class Normalizer:
     def __init__(self, config: GatewayConfig) -> None:
         self._sensors: dict[str, SensorConfig] = config.sensor_index()
         self._skew_ns = int(config.clock_skew_bound_s * 1e9)
+        # The rate-of-change check runs here so SPIKE is in the journal (issue 13).
+        self.spikes = SpikeCheck(config.health)
 
     def normalize(self, samples: Sequence[RawSample]) -> Normalized:
         """Turn samples into readings; unknown sensors become dead-lettered rejects."""
@@ -59,6 +62,10 @@ class Normalizer:
                 ts = s.ts_ns
                 if abs(ts - s.received_ns) > skew:
                     quality |= Quality.CLOCK_SKEW
+            if not quality & (Quality.SENTINEL | Quality.IMPOSSIBLE) and self.spikes.flag(
+                s.sensor, cfg.model, ts, round(temp, 4)
+            ):
+                quality |= Quality.SPIKE
             out.readings.append(
                 Reading(
                     sensor=s.sensor,

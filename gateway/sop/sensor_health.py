@@ -19,6 +19,7 @@ from gateway.config import SensorConfig
 from gateway.core.clock import NS_PER_S
 from gateway.core.model import Quality, Reading
 from gateway.sop.settings import GapMode, HealthSettings
+from gateway.sop.spikes import spike_limit, spike_rate
 
 Rule = Literal[
     "sensor_stale",
@@ -203,21 +204,22 @@ class SensorHealth:
 
     def _spike_rate(self, r: Reading) -> float | None:
         st = self._state.get(r.sensor)
-        if st is None or st.last_usable is None or r.quality & _FAULT_FLAGS:
+        if st is None or r.quality & _FAULT_FLAGS:
             return None
-        prev_ts, prev_temp = st.last_usable
-        dt_ns = r.ts_ns - prev_ts
-        delta = abs(r.temp_c - prev_temp)
-        if dt_ns <= 0 or delta < self._settings.spike_min_delta_c:
-            return None
-        rate = delta * _NS_PER_MIN / dt_ns
-        return rate if rate > self._settings.spike_c_per_min else None
+        model = self._sensors[r.sensor].model
+        rate = spike_rate(st.last_usable, r.ts_ns, r.temp_c, self._settings, model)
+        if rate is None and r.quality & Quality.SPIKE and st.last_usable is not None:
+            # Flagged at ingest against its baseline (gateway/sop/spikes.py): report it.
+            prev_ts, prev_temp = st.last_usable
+            dt_ns = max(1, r.ts_ns - prev_ts)
+            rate = abs(r.temp_c - prev_temp) * _NS_PER_MIN / dt_ns
+        return rate
 
     def _observe_spike(
         self, r: Reading, st: _SensorState, cfg: SensorConfig, events: list[HealthEvent]
     ) -> None:
         rate = self._spike_rate(r)
-        limit = self._settings.spike_c_per_min
+        limit = spike_limit(self._settings, cfg.model)
         if rate is not None:
             st.last_spike_ns = r.ts_ns
             assert st.last_usable is not None

@@ -27,6 +27,11 @@ class HealthSettings(BaseModel):
     spike_min_delta_c: float = Field(
         default=0.5, ge=0, description="a change smaller than this is never a spike (noise)"
     )
+    # Per sensor model (kind) overrides of spike_c_per_min, e.g. {"ds18b20": 3.0} for a
+    # probe in a glycol bottle that cannot physically move faster.
+    spike_c_per_min_models: dict[str, Annotated[float, Field(gt=0)]] = {}
+    # SPIKE is set at ingest (gateway/sop/spikes.py) unless this is false.
+    flag_spikes: bool = True
     frozen_readings: int = Field(default=30, ge=2)
     frozen_models: frozenset[str] = frozenset({"sht3x", "pt100", "generic"})
     fault_clear_readings: int = Field(default=3, ge=1)

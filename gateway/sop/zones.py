@@ -121,25 +121,11 @@ class ZoneValues:
     def value_at(self, at_ns: int) -> float | None:
         """Worst/median (mean if unprofiled) of the sensors fresh at ``at_ns``, or None."""
         stale = self.stale_ns
+        # A reading a little ahead of at_ns (a device clock ahead of ours) counts as fresh.
         fresh = [
-            temp
-            for sensor, (ts, temp) in self.latest.items()
-            if ts <= at_ns and at_ns - ts <= stale.get(sensor, 0)
+            temp for sensor, (ts, temp) in self.latest.items() if at_ns - ts <= stale.get(sensor, 0)
         ]
         return aggregate_value(self.profile, self.aggregate, fresh)
-
-    def value_with_time(self, at_ns: int) -> tuple[int, float] | None:
-        """The value at ``at_ns`` and the newest reading time behind it, or None."""
-        value = self.value_at(at_ns)
-        if value is None:
-            return None
-        stale = self.stale_ns
-        newest = max(
-            ts
-            for sensor, (ts, _) in self.latest.items()
-            if ts <= at_ns and at_ns - ts <= stale.get(sensor, 0)
-        )
-        return newest, value
 
 
 class MktJudge:
