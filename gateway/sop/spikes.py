@@ -72,8 +72,10 @@ class SpikeCheck:
             return False  # late or duplicate: judged against nothing newer, never flagged
         if base.flagged is not None and (
             abs(temp_c - base.flagged[1]) < self.settings.spike_min_delta_c
-            or (spike_rate(base.flagged, ts_ns, temp_c, self.settings, model) is None
-            and abs(temp_c - base.flagged[1]) <= abs(temp_c - base.accepted[1]))
+            or (
+                spike_rate(base.flagged, ts_ns, temp_c, self.settings, model) is None
+                and abs(temp_c - base.flagged[1]) <= abs(temp_c - base.accepted[1])
+            )
         ):
             # The jump is confirmed by the next reading: a real change, the new baseline.
             base.accepted, base.flagged = (ts_ns, temp_c), None

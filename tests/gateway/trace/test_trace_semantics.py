@@ -257,7 +257,7 @@ def test_5_median_zone_live_and_trace_agree_on_zone_values_and_excursions() -> N
         for i, temp in enumerate((4.0, 5.0, 12.0)):
             ts = T0 + minute * MIN + i * S
             points.append(TracePoint(ts, "cold", f"s{i}", temp, 0, len(points) + 1))
-    kinds, monitor = _live(config, points)
+    kinds, _ = _live(config, points)
     assert kinds == [], "live raises nothing"
     result = _trace(config, points)
     assert result.excursions == []
