@@ -50,7 +50,7 @@ def _config(path: Path) -> GatewayConfig:
                     "alarm_delay_s": 600,
                     "hysteresis_c": 0.5,
                     "budget_s": 1800,
-                }  # fmt: skip
+                }
             },
             "zones": [{"id": "cold", "kind": "cold_storage", "profile": "p"}],
             "sensors": [{"id": "s1", "zone": "cold", "model": "ds18b20", "interval_s": 60}],
