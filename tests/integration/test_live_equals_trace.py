@@ -80,7 +80,8 @@ async def _live_and_trace(series: list[tuple[int, float, str, float]], path: Pat
     await custody("received", T0 - 30 * S)
     t = T0
     newest = T0
-    for gap_s, temp, kind, tick_at in series:
+    for gap_s, drawn, kind, tick_at in series:
+        temp = {"sentinel": 85.0, "spike": 45.0}.get(kind, drawn)
         t += gap_s * S
         ts = t
         if kind == "late":
@@ -88,10 +89,6 @@ async def _live_and_trace(series: list[tuple[int, float, str, float]], path: Pat
             # starts before the shipment arrived is the zone's, not the shipment's)
             ts = max(T0, newest - 90 * S)
             t -= gap_s * S
-        elif kind == "sentinel":
-            temp = 85.0
-        elif kind == "spike":
-            temp = 45.0
         # a timer tick somewhere in the silence before this reading
         await advance_to(max(clock.now_ns(), newest + round(tick_at * gap_s * S)))
         received = max(ts, newest)
