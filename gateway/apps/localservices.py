@@ -326,11 +326,17 @@ class InfluxDB1(_Service):
     name = "influxd"
 
     def __init__(
-        self, workdir: Path, port: int | None = None, *, admin: tuple[str, str] | None = None
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        admin: tuple[str, str] | None = None,
+        max_row_limit: int = 0,
     ) -> None:
         super().__init__(workdir)
         self.port = port if port is not None else free_port()
         self.rpc_port = free_port()
+        self.max_row_limit = max_row_limit  # [http] max-row-limit; 0 = unlimited
         self.config_path = self.workdir / "influxdb.conf"
         self.admin = admin
         self._headers: dict[str, str] = {}
@@ -390,6 +396,7 @@ bind-address = "{self.host}:{self.rpc_port}"
   auth-enabled = {"true" if self.admin else "false"}
   log-enabled = false
   pprof-enabled = false
+  max-row-limit = {self.max_row_limit}
 
 [logging]
   level = "warn"

@@ -255,10 +255,26 @@ class InfluxSource:
 
     def run(self, query: str) -> list[dict[str, Any]]:
         """One InfluxQL statement; the series of its result (TraceSourceError on failure)."""
+        series, _ = self.run_checked(query)
+        return series
+
+    def run_checked(self, query: str) -> tuple[list[dict[str, Any]], bool]:
+        """Like :meth:`run`, and whether the server truncated the answer (``partial``).
+
+        InfluxDB 1.x cuts a result at its ``[http] max-row-limit`` and marks it partial.
+        """
         try:
-            return self.client.series(query)
+            answer = self.client.query(query)
         except InfluxQueryError as exc:
             raise TraceSourceError(str(exc)) from exc
+        series: list[dict[str, Any]] = []
+        partial = False
+        for result in answer.get("results", []):
+            partial = partial or bool(result.get("partial"))
+            for s in result.get("series", []):
+                partial = partial or bool(s.get("partial"))
+                series.append(s)
+        return series, partial
 
     def custody_events(self, shipment: str) -> list[CustodyStep]:
         """The shipment's custody points, oldest first (by time, then per-hub seq)."""
@@ -306,17 +322,17 @@ class InfluxSource:
     ) -> list[TracePoint]:
         """Readings of several (zone, start, end) windows; progress counts chunks."""
         source = self._from("reading")
-        queries: list[tuple[str, str]] = []
+        queries: list[tuple[str, int, int]] = []
         for zone, start_ns, end_ns in windows:
             validate_id(zone, "zone id")
             for a, b in time_chunks(start_ns, end_ns, self.chunk_ns):
-                queries.append((zone, readings_query(self.hub, zone, a, b, source)))
+                queries.append((zone, a, b))
         total = len(queries)
         if progress is not None:
             progress(0, total)
         out: list[TracePoint] = []
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            results = pool.map(lambda zq: self._points(zq[0], zq[1]), queries)
+            results = pool.map(lambda q: self._points_paged(q[0], q[1], q[2], source), queries)
             for done, points in enumerate(results, start=1):
                 out.extend(points)
                 if progress is not None:
@@ -324,9 +340,31 @@ class InfluxSource:
         out.sort(key=lambda p: (p.ts_ns, p.sensor))
         return out
 
-    def _points(self, zone: str, query: str) -> list[TracePoint]:
+    def _points_paged(self, zone: str, start_ns: int, end_ns: int, source: str) -> list[TracePoint]:
+        """One chunk's readings; a chunk the server truncated is halved until it fits.
+
+        A silent truncation would drop the end of a zone's data from a claim report, so
+        an answer marked ``partial`` is never used: it is fetched again in halves, and a
+        one-second chunk still too big for the server's row limit is an error that says so.
+        """
+        series, partial = self.run_checked(readings_query(self.hub, zone, start_ns, end_ns, source))
+        if not partial:
+            return self._points(zone, series)
+        if end_ns - start_ns <= NS_PER_S:
+            msg = (
+                f"InfluxDB {self.url} truncated the readings of zone {zone} at"
+                f" {start_ns} ns even for a 1 s window (its [http] max-row-limit is too low"
+                " for this zone's data); raise max-row-limit and run the trace again"
+            )
+            raise TraceSourceError(msg)
+        middle = start_ns + (end_ns - start_ns) // 2
+        return self._points_paged(zone, start_ns, middle, source) + self._points_paged(
+            zone, middle, end_ns, source
+        )
+
+    def _points(self, zone: str, series: list[dict[str, Any]]) -> list[TracePoint]:
         out: list[TracePoint] = []
-        for s in self.run(query):
+        for s in series:
             sensor = str(s.get("tags", {}).get("sensor", ""))
             cols = s["columns"]
             i_time, i_temp, i_q = cols.index("time"), cols.index("temp_c"), cols.index("quality")

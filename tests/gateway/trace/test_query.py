@@ -158,7 +158,7 @@ def test_escaped_zone_cannot_widen_a_readings_query(influx_db: tuple[InfluxDB1, 
     source = InfluxSource(InfluxQLClient(server.url, db), "hub-a")
     assert len(source.readings("dock", T0, T0 + 10 * MIN)) == 3
     hostile = readings_query("hub-a", "dock' OR zone='cold", T0, T0 + 10 * MIN)
-    assert source._points("dock", hostile) == []
+    assert source._points("dock", source.run(hostile)) == []
 
 
 @pytest.mark.integration

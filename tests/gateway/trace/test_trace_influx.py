@@ -26,7 +26,7 @@ from gateway.trace import build_trace
 from gateway.trace.analysis import TraceResult
 from gateway.trace.cli import main as trace_main
 from gateway.trace.cli import write_outputs
-from gateway.trace.query import InfluxSource
+from gateway.trace.query import InfluxSource, readings_query
 
 pytestmark = pytest.mark.integration
 
@@ -413,3 +413,44 @@ def test_the_cli_reports_an_unreachable_influxdb_with_exit_3(
     path.write_text(text, encoding="utf-8")
     assert trace_main(["SH-1", "--config", str(path), "--quiet"]) == 3
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_6_readings_past_the_servers_row_limit_are_paged_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: InfluxDB's max-row-limit truncation is never silent in a claim report."""
+    with InfluxDB1(tmp_path / "influx-limited", max_row_limit=50) as server:
+        server.create_database("lim")
+        write_scenario(server, "lim", "SH-LIM")
+        result = trace_of(tmp_path, server, "lim", "SH-LIM")
+        # 20 min in recv (1 probe), 300 in cold (2 probes), 15 on the dock, 1 per minute,
+        # fetched through a server that cuts every answer at 50 rows: all of them there
+        assert [s.readings for s in result.spans] == [20, 600, 15]
+        assert result.verdict == "accept", result.reasons
+        source = InfluxSource(InfluxQLClient(server.url, "lim"), "hub-a")
+        _, partial = source.run_checked(readings_query("hub-a", "cold", T0, T0 + 300 * MIN))
+        assert partial, "the server does truncate one query for the window"
+        points = source.readings("cold", T0, T0 + 300 * MIN)
+        assert len(points) == 2 * 300
+
+
+def test_6_an_alert_raised_days_before_arrival_and_still_active_is_on_the_log(
+    influx_db: tuple[InfluxDB1, str], tmp_path: Path
+) -> None:
+    """Issue 13: the alarm log looked back one day; an older active alert was missed."""
+    server, db = influx_db
+    write_scenario(server, db, "SH-OLD")
+    started = T0 - 3 * 24 * 60 * MIN  # a stale-sensor alert on the cold room, 3 days old
+    old = Alert(
+        id="sensor_stale-00000000000000aa",
+        hub="hub-a",
+        rule="sensor_stale",
+        subject="s-cold-2",
+        severity=Severity.WARNING,
+        state=AlertState.RAISED,
+        started_ns=started,
+        raised_ns=started,
+    )
+    server.write(db, alert_line(old, started))
+    result = trace_of(tmp_path, server, db, "SH-OLD")
+    assert [a.alert_id for a in result.alarms] == [old.id]
