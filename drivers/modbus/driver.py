@@ -298,8 +298,15 @@ class ModbusDriver:
             self._counts.timeouts += 1
             slave.timeouts += 1
             return None
-        if self.config.effective_framer == "rtu" and len(rx) >= 4 and not rtu_crc_ok(rx):
-            return self._reject(REASON_CRC, slave, block, rx, "CRC does not match the frame")
+        if self.config.effective_framer == "rtu" and len(rx) >= 4:
+            if not rtu_crc_ok(rx):
+                return self._reject(REASON_CRC, slave, block, rx, "CRC does not match the frame")
+            if rx[0] != slave.device.slave:
+                detail = (
+                    f"a frame from slave {rx[0]} while waiting for {slave.device.slave}:"
+                    " a late answer (raise timeout_s) or two devices with one id"
+                )
+                return self._reject(REASON_BAD_FRAME, slave, block, rx, detail)
         return self._reject(REASON_BAD_FRAME, slave, block, rx, "answer could not be decoded")
 
     def _exception(self, slave: SlaveState, block: Block, response: Any) -> Reject:

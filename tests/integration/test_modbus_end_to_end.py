@@ -43,7 +43,7 @@ def _config(tmp_path: Path, port: str) -> Any:
                 {
                     "name": "bus1",
                     "port": port,
-                    "timeout_s": 0.2,
+                    "timeout_s": 1.0,
                     "gap_ms": 2,
                     "devices": [
                         {"slave": 1, "probe": "xy_md02", "sensor": "cr1-air",

@@ -7,6 +7,7 @@ Timeouts are real (wire time), kept short.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -49,7 +50,7 @@ def _cdab_device(slave: int) -> dict[str, Any]:
 
 
 def _bus(port: str | None, devices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"name": "bus1", "port": port, "timeout_s": 0.2, "gap_ms": 2, "devices": devices,
+    return {"name": "bus1", "port": port, "timeout_s": 1.0, "gap_ms": 2, "devices": devices,
             **extra}  # fmt: skip
 
 
@@ -192,3 +193,25 @@ async def test_a_missing_port_is_a_disconnect_for_the_supervisor(collect: Any) -
     await c.task
     assert isinstance(c.error, DriverDisconnected)
     assert "cannot open /nonexistent/ttyUSB9" in str(c.error)
+
+
+async def test_an_unplugged_adapter_is_a_disconnect(collect: Any) -> None:
+    from gateway.core.errors import DriverDisconnected
+
+    pty = PtyPair()
+    bus = ModbusBusSim(_slaves())
+    await bus.start_serial(pty.a)
+    try:
+        clock = ManualClock()
+        c = collect(_config(pty.b), clock)
+        await c.next_idle(0)
+        pty.close()  # socat ends: both ptys hang up, as a USB adapter pulled out
+        clock.advance(INTERVAL)
+        assert c.task is not None
+        async with asyncio.timeout(10):
+            await c.task
+        assert isinstance(c.error, DriverDisconnected), c.error
+        assert c.driver.stats()["disconnects"] == 1
+    finally:
+        await bus.stop()
+        pty.close()
