@@ -188,6 +188,13 @@ class ModbusDriverConfig(DriverConfig):
                 yield f"devices[{i}].points[{j}].sensor", point.sensor
 
     def resources(self) -> Iterator[str]:
-        """The tty: one master per RS-485 line (a serial driver on it is refused too)."""
+        """RTU: the tty (one master per RS-485 line; a serial driver on it is refused too).
+
+        TCP: each unit behind the endpoint, so two blocks cannot poll (and store) one
+        device twice; two buses on one TCP gateway with different units are fine.
+        """
         if self.transport == "rtu" and self.port:
             yield f"tty:{self.port}"
+        elif self.transport == "tcp":
+            for d in self.devices:
+                yield f"modbus-tcp:{self.host}:{self.tcp_port}:{d.slave}"

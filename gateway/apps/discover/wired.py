@@ -77,6 +77,8 @@ def _serial_ports(dev: Path, out: TextIO) -> None:
     print("# Serial ports (use the by-id path as `port`: it survives replugging)", file=out)
     for link in links:
         print(f"#   {link}  ->  {link.resolve().name}", file=out)
+    if links:
+        print(f"#   an RS-485 adapter? scan it: coldchain discover --modbus {links[0]}", file=out)
     others = [
         p
         for pattern in ("ttyUSB*", "ttyACM*", "ttyAMA*", "serial0")

@@ -166,6 +166,20 @@ def test_a_serial_board_and_a_modbus_bus_on_one_tty_are_refused() -> None:
         )
 
 
+def test_one_tcp_unit_in_two_blocks_is_refused() -> None:
+    tcp = {"transport": "tcp", "host": "10.0.0.5", "port": None}
+    doc = _hub(
+        modbus=[
+            _bus(name="a", **tcp),
+            _bus(name="b", **tcp, devices=[{"slave": 1, "probe": "xy_md02", "sensor": "s2"}]),
+        ]
+    )
+    with pytest.raises(ValidationError, match=r"modbus-tcp:10\.0\.0\.5:502:1 is already used"):
+        GatewayConfig.model_validate(doc)
+    other_unit = _bus(name="b", **tcp, devices=[{"slave": 2, "probe": "xy_md02", "sensor": "s2"}])
+    GatewayConfig.model_validate(_hub(modbus=[_bus(name="a", **tcp), other_unit]))
+
+
 def test_probe_and_point_sensors_must_exist() -> None:
     with pytest.raises(ValidationError) as info:
         GatewayConfig.model_validate(
