@@ -34,7 +34,9 @@ Rule = Literal[
 EventKindName = Literal["raised", "cleared"]
 SeverityName = Literal["warning", "critical"]
 
-CHECKSUM_REASON = "checksum"
+# Reject reasons that mean "damaged on the wire": a serial line's checksum, a Modbus
+# frame's or a 1-Wire scratchpad's CRC.
+CHECKSUM_REASONS = frozenset({"checksum", "crc"})
 _FAULT_FLAGS = Quality.SENTINEL | Quality.IMPOSSIBLE
 _NS_PER_MIN = 60 * NS_PER_S
 # Float slack so that a battery at exactly threshold + margin clears (3.3 + 0.1 != 3.4).
@@ -79,11 +81,11 @@ class _Snapshot:
 
 
 def checksum_rejects(dropped: Mapping[str, int]) -> dict[str, int]:
-    """Per-driver checksum rejects from ``Counters.dropped`` (keys ``driver:reason``)."""
+    """Per-driver checksum/CRC rejects from ``Counters.dropped`` (keys ``driver:reason``)."""
     out: dict[str, int] = {}
     for key, n in dropped.items():
         driver, _, reason = key.rpartition(":")
-        if reason == CHECKSUM_REASON and driver:
+        if reason in CHECKSUM_REASONS and driver:
             out[driver] = out.get(driver, 0) + n
     return out
 

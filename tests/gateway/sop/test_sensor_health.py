@@ -349,6 +349,9 @@ def test_checksum_counters_restart() -> None:
 def test_checksum_rejects_from_counter_keys() -> None:
     dropped = {"serial0:checksum": 3, "serial0:garbage": 9, "mqtt:a:checksum": 1}
     assert checksum_rejects(dropped) == {"serial0": 3, "mqtt:a": 1}
+    # a Modbus frame's and a 1-Wire scratchpad's CRC count the same way
+    wired = {"bus1:crc": 2, "bus1:exception": 5, "w1:crc": 1}
+    assert checksum_rejects(wired) == {"bus1": 2, "w1": 1}
 
 
 # -- restore and idempotence ----------------------------------------------------------------
