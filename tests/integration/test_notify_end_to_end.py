@@ -20,13 +20,14 @@ import jsonschema
 
 from firmware_sim.board import SensorBoardSim
 from firmware_sim.thermal import Probe
-from gateway.apps.localservices import InfluxDB1
+from gateway.apps.localservices import InfluxDB1, Mosquitto
 from gateway.cli import main
 from gateway.config import GatewayConfig
 from gateway.core.clock import NS_PER_S, ManualClock
 from gateway.runtime.daemon import Gateway
 from tests.gateway.notify.receivers import HttpReceiver, SmtpReceiver
 from tests.integration.harness import hub_config, wait_for
+from tests.integration.test_compressor_failure import PlannerSubscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,9 +74,10 @@ async def advance(gw: Gateway, clock: ManualClock, seconds: float) -> None:
 
 
 async def test_compressor_failure_escalates_ack_stops_it_clear_reaches_all_and_the_report(
-    tmp_path: Path, influx_db: tuple[InfluxDB1, str], capsys: Any
+    tmp_path: Path, influx_db: tuple[InfluxDB1, str], mosquitto: Mosquitto, capsys: Any
 ) -> None:
     influx, db = influx_db
+    planner = PlannerSubscriber(mosquitto, "coldchain/v1/hub-test/")
     clock = ManualClock(start_ns=time.time_ns())
     t0 = clock.now_ns()
     smtp = SmtpReceiver(clock.now_ns)
@@ -113,7 +115,9 @@ async def test_compressor_failure_escalates_ack_stops_it_clear_reaches_all_and_t
                 drivers={"serial": [{"name": "board-a", "port": str(board.link_path),
                                      "board": "A1", "probes": {"1": "cr1-a"}}]},
                 sinks={"influx": {"api": "v1", "url": influx.url, "database": db,
-                                  "max_backoff_s": 1}},
+                                  "max_backoff_s": 1},
+                       "planner": {"host": mosquitto.host, "port": mosquitto.port,
+                                   "client_id": "gw-notify-test"}},
                 notify=notify,
             )  # fmt: skip
             async with running(config, clock) as gw:
@@ -194,6 +198,22 @@ async def test_compressor_failure_escalates_ack_stops_it_clear_reaches_all_and_t
                     lambda: influx.count(db, "notification", "result = 'sent'") == 9,
                     what="the attempts in InfluxDB",
                 )
+                # The record on the planner feed.
+                attempt_schema = json.loads(
+                    (ROOT / "docs/schemas/notification-attempt.schema.json").read_text()
+                )
+
+                def attempts_on_feed() -> list[dict[str, Any]]:
+                    return [e for e in planner.events() if e.get("type") == "notification.attempt"]
+
+                def sent_on_feed() -> int:
+                    return len([e for e in attempts_on_feed() if e["result"] == "sent"])
+
+                await wait_for(lambda: sent_on_feed() == 9, what="attempts on the planner feed")
+                for event in attempts_on_feed():
+                    jsonschema.validate(event, attempt_schema)
+                    assert event["alert_id"] in {alert.id} or event["result"] in {"unrouted"}
+
         # The record on the command line.
         capsys.readouterr()
         assert main(["alerts", "show", alert.id, "--config", str(config_file)]) == 0
@@ -232,5 +252,6 @@ async def test_compressor_failure_escalates_ack_stops_it_clear_reaches_all_and_t
             assert not [t for t in told if t[0] == "carol"]
             assert (out / "trace-SH-1.pdf").stat().st_size > 0
     finally:
+        planner.close()
         smtp.stop()
         hooks.close()

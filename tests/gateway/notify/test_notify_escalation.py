@@ -195,3 +195,22 @@ async def test_quiet_hours_hold_a_warning_until_they_end_but_not_a_critical(
         mails = smtp.to("alice@hub.example")
         assert len(mails) == 2 and warning.id in mails[1].body
         assert mails[1].at_ns == 1_767_337_200 * NS_PER_S + 2 * NS_PER_S  # 07:00 + group wait
+
+
+async def test_attempts_reach_the_planner_feed_payload_schema(
+    tmp_path: Path, clock: ManualClock, smtp: SmtpReceiver, http_receiver: HttpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from gateway.notify.service import attempt_line, attempt_payload
+
+    monkeypatch.setenv("WMS_TOKEN", TOKEN)
+    schema = json.loads((ROOT / "docs/schemas/notification-attempt.schema.json").read_text())
+    config = notify_config(tmp_path, three_levels(smtp, http_receiver))
+    async with running(config, clock) as rig:
+        alert = await rig.raise_alert()
+        await rig.advance(2)
+        attempts = await rig.runner.call(rig.notifier.store.attempts_after, 0, 100)
+        assert {a.alert_id for a in attempts} == {alert.id}
+        for a in attempts:
+            jsonschema.validate(attempt_payload("hub-test", a), schema)
+            assert attempt_line("hub-test", a).startswith("notification,")
