@@ -146,6 +146,8 @@ class Gateway:
             self.clock,
             self.notifier,
         )
+        if self.notifications is not None:
+            self.status.sections["notifications"] = self.notifications.store.counts
         self.budget = DiskBudget(
             config.journal,
             self.runner,

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class StatusReporter:
         self._extras: dict[str, Any] = {}
         self._last_rate: tuple[float, int] | None = None
         self._wear = WearMeter(config.journal.card_endurance_tb)
+        # More status.json sections, each computed on the journal thread at every refresh
+        # (the notifier's outbox counts). Nothing secret may go in one.
+        self.sections: dict[str, Callable[[], Any]] = {}
 
     async def run(self) -> None:
         """Refresh every ``status_interval_s``."""
@@ -117,6 +120,8 @@ class StatusReporter:
             },
             "driver_stats": {d.name: dict(d.stats()) for d in self.drivers},
         }
+        for name, section in self.sections.items():
+            self._extras[name] = await self.runner.call(section)
         written = written_bytes()
         wear = None if written is None else self._wear.sample(mono, written, committed)
         if wear is not None:

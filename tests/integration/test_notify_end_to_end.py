@@ -214,6 +214,10 @@ async def test_compressor_failure_escalates_ack_stops_it_clear_reaches_all_and_t
                     jsonschema.validate(event, attempt_schema)
                     assert event["alert_id"] in {alert.id} or event["result"] in {"unrouted"}
 
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["notifications"]["sent"] >= 3  # outbox rows by state, no URLs
+        assert "mailto" not in json.dumps(status["notifications"])
+
         # The record on the command line.
         capsys.readouterr()
         assert main(["alerts", "show", alert.id, "--config", str(config_file)]) == 0
