@@ -492,7 +492,11 @@ class SopEngine:
             f"zone {event.subject} mean kinetic temperature {event.value_c:.2f} °C over"
             f" {window_h:g} h exceeds {event.limit_c} °C ({event.profile},"
             f" dH {event.dh_kj_per_mol} kJ/mol)",
-            {"window_s": event.window_s, "dh_kj_per_mol": event.dh_kj_per_mol},
+            {
+                "window_s": event.window_s,
+                "dh_kj_per_mol": event.dh_kj_per_mol,
+                "covered_s": round(event.covered_s, 3),
+            },
         )
         if new:
             log.warning("alert raised: %s %s", alert.id, alert.message)

@@ -44,6 +44,7 @@ class MktEvent:
     limit_c: float
     window_s: float
     dh_kj_per_mol: float
+    covered_s: float = 0.0  # seconds of the window the readings stand for (max gap each)
 
 
 def usable(quality: int) -> bool:
@@ -279,6 +280,7 @@ class ZoneMonitor:
             profile.mkt_limit_c,
             profile.mkt_window_s,
             profile.dh_kj_per_mol,
+            judge.mkt.covered_s(),
         )
 
     def zone_temperature(self, zone: str, at_ns: int) -> float | None:

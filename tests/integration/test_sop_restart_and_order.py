@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from gateway.alerts.store import Alert
 from gateway.config import GatewayConfig, parse_config
 from gateway.core.clock import ManualClock
 from gateway.core.model import Delivery, RawSample, Reading
 from gateway.runtime.daemon import Gateway
+from gateway.sop.engine import WITHDRAWN_NOTE
+from gateway.trace import build_trace
+from gateway.trace.query import JournalSource
 from tests.integration.harness import wait_for
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
+CHAIN_OK = SimpleNamespace(ok=True, first_bad_seq=None, reason="")
 
 
 def _config(tmp_path: Path, interval_s: float = 10) -> GatewayConfig:
@@ -122,3 +128,50 @@ async def test_a_timer_raise_never_folds_into_an_excursion_still_clearing(
     old = gateway.alerts.get(first.id)
     assert old is not None and old.cleared_ns == T0 + 70 * S
     gateway.runner.close()
+
+
+async def test_a_back_dated_handoff_raises_at_once_and_is_withdrawn_when_the_next_is_in_time(
+    tmp_path: Path,
+) -> None:
+    """Issue 13, problem 4: dwell runs on event time; a late entry in time is no violation."""
+    config = parse_config(
+        {
+            "hub": {"id": "h"},
+            "journal": {"path": str(tmp_path / "j.db")},
+            "zones": [{"id": "dock-1", "kind": "dock", "profile": "chilled"}],
+            "sensors": [{"id": "d1", "zone": "dock-1", "interval_s": 60}],
+        }
+    )
+    now = T0 + 3600 * S
+    gateway = Gateway(config, clock=ManualClock(now))
+    engine = gateway.engine
+
+    async def handoff(kind: str, minutes_ago: int) -> None:
+        body = {"shipment": "SH-L", "event": kind, "zone": "dock-1", "actor": "ana",
+                "ts_ns": now - minutes_ago * 60 * S}  # fmt: skip
+        await engine.apply_custody(json.dumps(body).encode(), "cli")
+
+    await handoff("received", 30)
+    await handoff("staged", 25)  # keyed in 25 min late: the 20 min staged limit passed
+    await engine.tick()
+    (alert,) = [a for a in gateway.alerts.active() if a.rule.startswith("dwell.staged")]
+    assert alert.severity.value == "critical", "raised at once: the next step may never come"
+    # warned at 16 min of event time, escalated at the 20 min event-time deadline
+    assert alert.raised_ns == now - 9 * 60 * S
+    assert alert.details["deadline_ns"] == now - 5 * 60 * S
+    await handoff("handed_to_carrier", 10)  # 15 min after staged: in time, recorded late
+    assert [a for a in gateway.alerts.active() if a.rule.startswith("dwell")] == []
+    withdrawn = gateway.alerts.get(alert.id)
+    assert withdrawn is not None and withdrawn.details.get("withdrawn") == WITHDRAWN_NOTE
+    gateway.runner.close()
+
+    source = JournalSource(tmp_path / "j.db", "h")
+    try:
+        result = build_trace(source, config, "SH-L", as_of_ns=now, chain=CHAIN_OK)
+    finally:
+        source.close()
+    staged = [d for d in result.dwell if d.from_kind == "staged"]
+    assert [(d.status, d.duration_s) for d in staged] == [("ok", 900)]
+    assert result.withdrawn_alerts == [alert.id]
+    assert "unacknowledged_alert" not in [r.code for r in result.reasons]
+    assert "dwell" not in [r.code for r in result.reasons]
