@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
         "gateway.outbox.lineprotocol",
     ],
     ["gateway.sop.settings", "gateway.sinks.planner.config"],
-    ["gateway.config"],
+    ["gateway.config", "gateway.sop.spikes"],
     ["gateway.journal", "gateway.influxql"],
     ["gateway.ingest", "gateway.alerts", "gateway.custody"],
     ["gateway.sop", "gateway.outbox"],
