@@ -176,6 +176,7 @@ class MqttDriver:
         samples: list[RawSample] = []
         rejects: list[Reject] = []
         to_ack: list[int] = []
+        origins: list[tuple[str, bytes]] = []  # per sample, for the ingest's bounds check
         for message in batch:
             if message.qos:
                 to_ack.append(message.mid)
@@ -185,14 +186,21 @@ class MqttDriver:
                 # aiomqtt types the payload loosely; paho always hands over bytes.
                 payload = str(payload).encode()
             decoded = decode(topic, payload, received_ns, source)
-            samples.extend(decoded.samples)
+            if decoded.samples:
+                samples.extend(decoded.samples)
+                origins.extend([(topic, payload)] * len(decoded.samples))
             rejects.extend(decoded.rejects)
         counts = self._counts
         counts["messages"] += len(batch)
         counts["samples"] += len(samples)
         for reject in rejects:
             counts[f"rejects.{reject.reason}"] += 1
-        return Delivery(samples=samples, rejects=rejects, ack=_acknowledger(connection, to_ack))
+        return Delivery(
+            samples=samples,
+            rejects=rejects,
+            ack=_acknowledger(connection, to_ack),
+            origins=origins,
+        )
 
     def stats(self) -> Mapping[str, int]:
         """Counters across reconnects: messages, samples, rejects by reason, (dis)connects."""

@@ -5,6 +5,8 @@
     GatewayError
     ├── ConfigError            a config file that cannot be loaded or validated
     ├── JournalError           the SQLite journal cannot be opened or written
+    │   ├── JournalUnwritable  the disk: full, I/O error, read-only; retry, it is a state
+    │   └── JournalRefused     the data: a record SQLite cannot store (poison input)
     ├── DriverError            an input driver cannot do its work
     │   └── DriverDisconnected the device or broker went away; the supervisor retries
     ├── SinkError              an output cannot deliver a batch
@@ -40,6 +42,21 @@ class ConfigError(GatewayError):
 
 class JournalError(GatewayError):
     """The journal cannot be opened or written."""
+
+
+class JournalUnwritable(JournalError):
+    """The journal's storage failed (disk full, I/O error, read-only): retry later.
+
+    Nothing about the data is wrong; the same commit succeeds once space returns.
+    """
+
+
+class JournalRefused(JournalError):
+    """SQLite refused the records themselves (a value it cannot bind or store).
+
+    Retrying the same records cannot help: the ingest bisects the batch and
+    dead-letters the offenders.
+    """
 
 
 class DriverError(GatewayError):

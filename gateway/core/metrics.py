@@ -18,6 +18,7 @@ class Counters:
     committed: int = 0  # readings committed to the journal
     dropped: Counter[str] = field(default_factory=Counter)  # by "driver:reason"
     dead_lettered: int = 0
+    duplicates: Counter[str] = field(default_factory=Counter)  # redeliveries skipped, by driver
     flagged: Counter[str] = field(default_factory=Counter)  # by quality flag name
     written: Counter[str] = field(default_factory=Counter)  # by sink
     write_failures: Counter[str] = field(default_factory=Counter)  # by sink
@@ -41,6 +42,7 @@ class Counters:
             "committed": self.committed,
             "dropped": dict(self.dropped),
             "dead_lettered": self.dead_lettered,
+            "duplicates": dict(self.duplicates),
             "flagged": dict(self.flagged),
             "written": dict(self.written),
             "write_failures": dict(self.write_failures),

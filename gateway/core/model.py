@@ -100,9 +100,13 @@ class Delivery:
     """A unit of driver output: samples, rejects and the upstream acknowledgement.
 
     The supervisor calls ``ack`` only after the journal committed everything in the
-    delivery; for MQTT that sends the PUBACK.
+    delivery; for MQTT that sends the PUBACK. ``origins``, when a driver gives it, runs
+    parallel to ``samples``: (topic or port, raw bytes) each sample was decoded from, so
+    a sample refused at the ingest boundary is dead-lettered with its bytes
+    (gateway/ingest/bounds.py).
     """
 
     samples: Sequence[RawSample] = ()
     rejects: Sequence[Reject] = ()
     ack: Callable[[], None] = field(default=_no_ack)
+    origins: Sequence[tuple[str, bytes]] = ()

@@ -3,9 +3,16 @@
 A delivery is acknowledged upstream (MQTT PUBACK) only after the batch holding it is
 committed. Batches close on a row count or a time bound, whichever comes first, so the
 journal never fsyncs per reading; a batch of at least a tenth of the row bound also
-closes when the queue runs dry (a burst stalled on the upstream inflight window). A failed
-commit is retried, never dropped: the drivers feel it as backpressure (the queue is
-bounded) and nothing is acknowledged.
+closes when the queue runs dry (a burst stalled on the upstream inflight window).
+
+Every sample passes the input bounds first (gateway/ingest/bounds.py): a number the
+journal or the rules cannot hold is dead-lettered, never written. A redelivered copy of
+a journaled reading is skipped, a conflicting one refused (gateway/journal/identity.py),
+before anything observes it. A commit the storage fails (disk full, I/O) is retried,
+never dropped: the drivers feel it as backpressure (the queue is bounded) and nothing is
+acknowledged. A commit SQLite refuses for the records themselves is bisected and the
+offenders dead-lettered (``_store``), so one poison message can never stop the readings
+behind it.
 
 The time bound adapts to what the readings mean, not only to the load: each delivery is
 normalised and shown to the observers (the SOP engine) as it joins the batch, and a batch
@@ -19,14 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
-from gateway.core.errors import JournalError
+from gateway.core.errors import JournalError, JournalRefused, JournalUnwritable
 from gateway.core.metrics import Counters
 from gateway.core.model import Delivery, Quality, Reading, Reject
+from gateway.ingest.bounds import screen
 from gateway.ingest.normalize import Normalizer
+from gateway.journal.identity import ReadingIdentity
 from gateway.journal.store import JournalRunner
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,8 @@ class Ingest:
         self._listeners: list[CommitListener] = []
         self._observers: list[Observer] = []
         self._dead: list[Reject] = []  # dead letters of the batch being built
+        self._identity = ReadingIdentity()
+        self._identity_loaded = False
         self.last_id = 0
 
     def on_observe(self, observer: Observer) -> None:
@@ -99,6 +110,9 @@ class Ingest:
     async def run(self) -> None:
         """Commit batches until close() is called."""
         loop = asyncio.get_running_loop()
+        if not self._identity_loaded:
+            await self._runner.call(self._identity.load, self._runner.journal.connection)
+            self._identity_loaded = True
         closing = False
         while not closing:
             first = await self._queue.get()
@@ -106,7 +120,7 @@ class Ingest:
                 return
             batch = [first]
             rows = len(first.delivery.samples)
-            urgent = self._take(first)
+            urgent = await self._take(first)
             deadline = loop.time() + self._interval
             while rows < self._max_rows and not urgent:
                 try:
@@ -127,21 +141,39 @@ class Ingest:
                     break
                 batch.append(item)
                 rows += len(item.delivery.samples)
-                urgent = self._take(item)
+                urgent = await self._take(item)
             await self._commit(batch)
 
-    def _take(self, pending: _Pending) -> bool:
-        """Normalise a delivery joining the batch, count its rejects, show it to observers."""
-        result = self._normalizer.normalize(pending.delivery.samples)
-        pending.readings = result.readings
-        for reject in (*pending.delivery.rejects, *result.rejects):
-            self._counters.drop(pending.driver, reject.reason)
+    async def _take(self, pending: _Pending) -> bool:
+        """Bound, normalise and de-duplicate a delivery joining the batch; count its rejects.
+
+        Then show its new readings to the observers. Only a delivery with readings behind
+        their sensor's newest journaled time waits for a journal lookup.
+        """
+        delivery = pending.delivery
+        counters = self._counters
+        samples, out_of_bounds = screen(delivery.samples, delivery.origins)
+        result = self._normalizer.normalize(samples)
+        readings: Sequence[Reading] = result.readings
+        rejects: list[Reject] = [*delivery.rejects, *out_of_bounds, *result.rejects]
+        behind = self._identity.behind(readings) if readings else None
+        if behind is not None:
+            screened = await self._runner.call(
+                self._identity.resolve, self._runner.journal.connection, readings, behind
+            )
+            readings = screened.fresh
+            rejects.extend(screened.conflicts)
+            if screened.duplicates:
+                counters.duplicates[pending.driver] += len(screened.duplicates)
+        pending.readings = readings
+        for reject in rejects:
+            counters.drop(pending.driver, reject.reason)
             if reject.dead_letter:
                 self._dead.append(reject)
         urgent = False
-        if result.readings:
+        if readings:
             for observer in self._observers:
-                urgent = observer(result.readings) or urgent
+                urgent = observer(readings) or urgent
         return urgent
 
     async def _commit(self, batch: list[_Pending]) -> None:
@@ -151,19 +183,25 @@ class Ingest:
         dead, self._dead = self._dead, []
         counters = self._counters
         backoff = Backoff(initial=0.2, maximum=10.0)
+        now_ns = self._clock.now_ns()
         while True:
             try:
-                self.last_id = await self._runner.call(
-                    self._runner.journal.commit_batch, readings, dead, self._clock.now_ns()
-                )
+                stored = await self._runner.call(self._store, readings, dead, now_ns)
                 break
             except JournalError as exc:
                 counters.error("journal", str(exc))
                 delay = backoff.next()
                 log.error("journal commit failed, retrying in %.1f s: %s", delay, exc)
                 await self._clock.sleep(delay)
+        self._identity.committed()
+        self.last_id = max(self.last_id, stored.last_id)
+        if stored.refused:
+            refused = {id(r) for r in stored.refused}
+            readings = [r for r in readings if id(r) not in refused]
+        for reject in stored.dead:
+            counters.drop(self._driver_of(batch, reject.source), reject.reason)
         counters.committed += len(readings)
-        counters.dead_lettered += len(dead)
+        counters.dead_lettered += len(dead) + len(stored.dead) - len(stored.refused_dead)
         for r in readings:
             if r.quality:
                 for flag in Quality(r.quality):
@@ -172,8 +210,99 @@ class Ingest:
             try:
                 pending.delivery.ack()
             except Exception as exc:
-                # Committed but not acknowledged: the broker redelivers and the replay is
-                # idempotent downstream (same measurement, tags and timestamp).
+                # Committed but not acknowledged: the broker redelivers and the journal
+                # skips the copy (gateway/journal/identity.py).
                 counters.error(pending.driver, f"ack failed: {exc}")
         for listener in self._listeners:
             listener(readings)
+
+    @staticmethod
+    def _driver_of(batch: Sequence[_Pending], source: str) -> str:
+        """The driver whose readings carry a source (counters are by driver)."""
+        for pending in batch:
+            if any(r.source == source for r in pending.readings[:1]):
+                return pending.driver
+        return "journal"
+
+    def _store(self, readings: list[Reading], dead: list[Reject], now_ns: int) -> _Stored:
+        """Commit on the journal thread; a batch SQLite refuses is bisected (poison guard).
+
+        A refusal of the records themselves (JournalRefused: a value SQLite cannot bind
+        or store, whatever got past the bounds) must not block the readings around it:
+        the batch is split in halves until the offending records are alone, each is
+        dead-lettered with the error and the rest is committed. A storage failure
+        (JournalUnwritable) is raised: the caller retries the whole batch.
+        """
+        journal = self._runner.journal
+        out = _Stored()
+        try:
+            out.last_id = journal.commit_batch(readings, dead, now_ns)
+        except JournalRefused as exc:
+            if len(readings) + len(dead) <= 1:
+                record: Reading | Reject = readings[0] if readings else dead[0]
+                offender = _refused(record, exc)
+                log.error("journal refused a record; dead-lettered: %s", offender.detail)
+                try:
+                    out.last_id = journal.commit_batch([], [offender], now_ns)
+                except JournalRefused as again:
+                    # A plain dead letter refused too: the journal, not the record, is wrong.
+                    msg = f"journal refuses even a dead letter: {again}"
+                    raise JournalUnwritable(msg) from again
+                out.dead.append(offender)
+                if isinstance(record, Reading):
+                    out.refused.append(record)
+                else:
+                    out.refused_dead.append(record)
+                return out
+            # Halves of readings-then-dead-letters: each call gets strictly fewer.
+            half = (len(readings) + len(dead)) // 2
+            parts: tuple[tuple[list[Reading], list[Reject]], ...]
+            if half <= len(readings):
+                parts = ((readings[:half], []), (readings[half:], dead))
+            else:
+                cut = half - len(readings)
+                parts = ((readings, dead[:cut]), ([], dead[cut:]))
+            for part_r, part_d in parts:
+                out.merge(self._store(part_r, part_d, now_ns))
+        return out
+
+
+REFUSED = "journal_refused"
+
+
+def _refused(record: Reading | Reject, exc: Exception) -> Reject:
+    """The dead letter of a record the journal refused, bounded and bindable."""
+    if isinstance(record, Reject):
+        raw = record.raw if isinstance(record.raw, bytes) else repr(record.raw).encode()
+        topic = record.topic if isinstance(record.topic, str) else repr(record.topic)
+        return Reject(
+            reason=REFUSED,
+            source=str(record.source)[:200],
+            raw=raw[:2048],
+            topic=topic[:200],
+            detail=f"dead letter {str(record.reason)[:60]!r}: {exc}"[:500],
+            dead_letter=True,
+        )
+    return Reject(
+        reason=REFUSED,
+        source=str(record.source)[:200],
+        raw=repr(record).encode()[:2048],
+        detail=f"reading of {str(record.sensor)[:64]!r}: {exc}"[:500],
+        dead_letter=True,
+    )
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What one guarded commit did."""
+
+    last_id: int = 0
+    dead: list[Reject] = field(default_factory=list)  # dead letters of refused records
+    refused: list[Reading] = field(default_factory=list)  # readings not written
+    refused_dead: list[Reject] = field(default_factory=list)  # dead letters not written
+
+    def merge(self, other: _Stored) -> None:
+        self.last_id = max(self.last_id, other.last_id)
+        self.dead.extend(other.dead)
+        self.refused.extend(other.refused)
+        self.refused_dead.extend(other.refused_dead)

@@ -12,6 +12,7 @@ SQLite's file I/O off the event loop and serialises access without locks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from gateway.core.errors import JournalError
+from gateway.core.errors import JournalError, JournalRefused, JournalUnwritable
 from gateway.core.model import Reading, Reject
 
 SCHEMA_VERSION = 1
@@ -91,6 +92,40 @@ _INSERT_READING = (
     "INSERT INTO readings (ts_ns, received_ns, sensor, zone, source, temp_c, rh, battery_v,"
     " quality, seq, battery_pct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+# SQLite result codes (primary, the low byte) that say the storage failed, not the data.
+_STORAGE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def journal_error(what: str, exc: BaseException) -> JournalError:
+    """Classify a failed write: the storage (retry, a state) or the records (poison).
+
+    ``OverflowError`` (an int beyond 64 bits), ``ValueError``/``TypeError`` (a value
+    sqlite3 cannot bind) and constraint or binding errors are the records' fault; disk
+    full, I/O, read-only, locked, out of memory or a damaged file are the storage's.
+    """
+    msg = f"{what}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, sqlite3.OperationalError):
+        return JournalUnwritable(msg)  # disk full, I/O, locked, read-only: the environment
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _STORAGE_CODES:
+            return JournalUnwritable(msg)  # e.g. SQLITE_CORRUPT: a damaged page
+    return JournalRefused(msg)
+
 
 ReadingRow = tuple[int, Reading]
 _READING_COLUMNS = (
@@ -277,12 +312,23 @@ class Journal:
                 row = last.fetchone()
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                self.rollback()
                 raise
-        except sqlite3.Error as exc:
-            msg = f"journal commit failed: {exc}"
-            raise JournalError(msg) from exc
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            raise journal_error("journal commit failed", exc) from exc
         return int(row[0]) if row else 0
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already done so.
+
+        On SQLITE_FULL and some I/O errors SQLite rolls the transaction back itself; a
+        ROLLBACK then fails with "no transaction is active", which used to replace the
+        real error in the traceback.
+        """
+        if self._db.in_transaction:
+            # The original error is what matters; the connection recovers by itself.
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def readings_after(self, position: int, limit: int) -> list[ReadingRow]:
         """Readings with id > position, oldest first, at most limit."""
