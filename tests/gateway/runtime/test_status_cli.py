@@ -31,14 +31,17 @@ async def test_status_shows_counters_of_a_run(
     task = asyncio.create_task(gateway.run(stop))
     await gateway.ready.wait()
     sample = RawSample(sensor="s1", temp_c=4.0, ts_ns=1, received_ns=1, source="t")
+    later = RawSample(sensor="s1", temp_c=4.0, ts_ns=2, received_ns=2, source="t")
     ghost = RawSample(sensor="ghost", temp_c=4.0, ts_ns=1, received_ns=1, source="t")
-    await gateway.ingest.submit("drv", Delivery(samples=[sample, sample, ghost]))
+    # The copy of sample is a redelivery: skipped and counted, not committed.
+    await gateway.ingest.submit("drv", Delivery(samples=[sample, later, sample, ghost]))
     stop.set()
     await task
 
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["counters"]["committed"] == 2
     assert status["counters"]["dropped"] == {"drv:unknown_sensor": 1}
+    assert status["counters"]["duplicates"] == {"drv": 1}
 
     assert main(["status", "--status-file", str(tmp_path / "status.json")]) == 0
     out = capsys.readouterr().out
