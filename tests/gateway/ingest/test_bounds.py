@@ -176,7 +176,7 @@ def test_any_json_number_in_any_field_is_stored_or_dead_lettered(
     result = Normalizer(CONFIG).normalize(kept)
     before = journal.count("readings"), journal.count("dead_letters")
     dead = [*rejects, *out_of_bounds, *result.rejects]
-    journal.commit_readings(result.readings, dead, NOW_NS)  # never raises
+    journal.commit_batch(result.readings, dead, NOW_NS)  # never raises
     added = journal.count("readings") - before[0], journal.count("dead_letters") - before[1]
     if added == (0, 1):
         letter = journal.dead_letters(1)[0]
