@@ -71,13 +71,15 @@ SENSOR_IDS = {
 CS_TOPIC = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0101010101010101/event"
 
 
-def _dbirth(seq: int, aliases: dict[str, int], values: dict[str, float]) -> bytes:
+def _dbirth(
+    seq: int, aliases: dict[str, int], values: dict[str, float], at_ms: int = spb.T_MS
+) -> bytes:
     return spb.payload(
         [
-            spb.metric(n, alias=a, datatype=spb.FLOAT, float_value=values[n], timestamp=spb.T_MS)
+            spb.metric(n, alias=a, datatype=spb.FLOAT, float_value=values[n], timestamp=at_ms)
             for n, a in aliases.items()
         ],
-        timestamp=spb.T_MS,
+        timestamp=at_ms,
         seq=seq,
     )
 
@@ -128,14 +130,17 @@ def _ecosystem_messages() -> list[tuple[str, bytes]]:
             ),
         ),
         (f"{SP}/DDATA/Edge1/Freezer1", _ddata(2, {1: -18.3, 2: -18.9, 3: 61.0}, spb.T_MS + 5000)),
-        # Rebirth: alias 1 is now the humidity, the probes moved to 5 and 6.
-        (f"{SP}/NBIRTH/Edge1", spb.nbirth(seq=0, bd_seq=1)),
+        # Rebirth (7 s later: a birth carries the time it was sent; the same time with
+        # another value would be a conflicting duplicate): alias 1 is now the humidity,
+        # the probes moved to 5 and 6.
+        (f"{SP}/NBIRTH/Edge1", spb.nbirth(seq=0, bd_seq=1, at_ms=spb.T_MS + 7000)),
         (
             f"{SP}/DBIRTH/Edge1/Freezer1",
             _dbirth(
                 1,
                 {"Humidity": 1, "Probe1/Temperature": 5, "Probe2/Temperature": 6},
                 {"Humidity": 59.0, "Probe1/Temperature": -18.0, "Probe2/Temperature": -18.1},
+                at_ms=spb.T_MS + 7000,
             ),
         ),
         (f"{SP}/DDATA/Edge1/Freezer1", _ddata(2, {1: 62.0, 5: -17.5, 6: -17.6}, spb.T_MS + 9000)),
@@ -169,9 +174,9 @@ EXPECTED = [
     ("spb-p2", -19.0, None, None, None, SP_T),
     ("spb-p1", -18.3, None, None, None, SP_T + 5000 * 1_000_000),
     ("spb-p2", -18.9, None, None, None, SP_T + 5000 * 1_000_000),
-    ("spb-cabinet", 21.25, None, None, None, SP_T),
-    ("spb-p1", -18.0, None, None, None, SP_T),
-    ("spb-p2", -18.1, None, None, None, SP_T),
+    ("spb-cabinet", 21.25, None, None, None, SP_T + 7000 * 1_000_000),
+    ("spb-p1", -18.0, None, None, None, SP_T + 7000 * 1_000_000),
+    ("spb-p2", -18.1, None, None, None, SP_T + 7000 * 1_000_000),
     ("spb-p1", -17.5, None, None, None, SP_T + 9000 * 1_000_000),
     ("spb-p2", -17.6, None, None, None, SP_T + 9000 * 1_000_000),
 ]

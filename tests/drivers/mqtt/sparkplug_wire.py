@@ -96,13 +96,13 @@ def payload(
 T_MS = 1_767_225_600_000
 
 
-def nbirth(seq: int = 0, bd_seq: int = 0) -> bytes:
+def nbirth(seq: int = 0, bd_seq: int = 0, at_ms: int = T_MS) -> bytes:
     return payload(
         [
-            metric("bdSeq", alias=0, datatype=INT64, long_value=bd_seq, timestamp=T_MS),
+            metric("bdSeq", alias=0, datatype=INT64, long_value=bd_seq, timestamp=at_ms),
             metric("Node Control/Rebirth", alias=1, datatype=BOOLEAN, boolean_value=False),
             metric("Cabinet Temperature", alias=2, datatype=DOUBLE, double_value=21.25),
         ],
-        timestamp=T_MS,
+        timestamp=at_ms,
         seq=seq,
     )
