@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.modbus.config import ModbusPoint
+from drivers.modbus.points import ModbusPoint
 from drivers.modbus.probes import probe_points
 from drivers.modbus.registers import encode_value
 from firmware_sim.thermal import Probe, zone_from_name

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.modbus.config import ModbusPoint
+from drivers.modbus.points import ModbusPoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.config import MAX_REGISTERS_PER_READ, ModbusPoint, RegisterType
+from drivers.modbus.points import MAX_REGISTERS_PER_READ, ModbusPoint, RegisterType
 
 _STRUCT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import drivers.modbus.driver  # noqa: F401  (its import quiets pymodbus' per-timeout log)
-from drivers.modbus.config import ModbusPoint
+from drivers.modbus.points import ModbusPoint
 from drivers.modbus.probes import PROBES, probe_points
 from drivers.modbus.registers import BadValue, plan_blocks, point_value
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.base import DriverConfig
 from drivers.mqtt.formats import DEFAULT_FORMAT, FORMATS
+from drivers.mqtt.topics import filters_overlap
 from gateway.core.tls import MqttConnectionConfig
 
 # Fields of the generic JSON mapping only: a named format knows its own layout.
@@ -111,7 +112,6 @@ class MqttDriverConfig(MqttConnectionConfig, DriverConfig):
 
     def warnings(self) -> Iterator[tuple[str, str]]:
         """Subscriptions that overlap: the first in config order decodes the shared topics."""
-        from drivers.mqtt.payload import filters_overlap
 
         for j, later in enumerate(self.subscriptions):
             for i, earlier in enumerate(self.subscriptions[:j]):

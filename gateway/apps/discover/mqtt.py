@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from drivers.mqtt.config import TopicMapping
 from drivers.mqtt.formats import format_spec
-from drivers.mqtt.payload import filter_matches, filters_overlap
+from drivers.mqtt.topics import filter_matches, filters_overlap
 from gateway.core.model import RawSample
 
 # Formats in the order they are tried: the most specific topic layouts first, the

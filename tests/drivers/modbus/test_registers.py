@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from drivers.modbus.config import ModbusDriverConfig, ModbusPoint
+from drivers.modbus.config import ModbusDriverConfig
 from drivers.modbus.driver import crc16_modbus, rtu_crc_ok
+from drivers.modbus.points import ModbusPoint
 from drivers.modbus.probes import PROBES, probe_points
 from drivers.modbus.registers import (
     BadValue,
