@@ -215,3 +215,20 @@ async def test_an_unplugged_adapter_is_a_disconnect(collect: Any) -> None:
     finally:
         await bus.stop()
         pty.close()
+
+
+async def test_a_tcp_server_going_away_is_a_disconnect(collect: Any) -> None:
+    from gateway.core.errors import DriverDisconnected
+
+    bus = ModbusBusSim(_slaves())
+    port = _free_port()
+    await bus.start_tcp("127.0.0.1", port)
+    clock = ManualClock()
+    c = collect(_config(None, transport="tcp", host="127.0.0.1", tcp_port=port), clock)
+    await c.next_idle(0)
+    await bus.stop()  # the converter or PLC closes the connection
+    clock.advance(INTERVAL)
+    assert c.task is not None
+    async with asyncio.timeout(10):
+        await c.task
+    assert isinstance(c.error, DriverDisconnected), c.error
