@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from firmware_sim.board import SensorBoardSim
+from firmware_sim.dialects import DIALECTS
 from firmware_sim.faults import FaultInjector, FaultRates
 from firmware_sim.node import SensorNodeSim, telemetry_topic
 from firmware_sim.thermal import Probe, zone_from_name
@@ -67,6 +68,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     node.add_argument("--devices", type=int, default=3)
     node.add_argument("--malformed", type=float, default=0.0, help="rate of malformed payloads")
     node.add_argument("--client-id", default="coldchain-node-sim")
+    node.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="json",
+        help="the ecosystem format the nodes speak (see docs/mqtt-formats/)",
+    )
+    node.add_argument(
+        "--fahrenheit", action="store_true", help="tasmota/esphome/homeassistant publish in °F"
+    )
 
 
 def _probes(args: argparse.Namespace, names: list[str]) -> dict[str, Probe]:
@@ -112,8 +122,11 @@ async def _run_mqtt(args: argparse.Namespace) -> None:
         malformed_rate=args.malformed,
         client_id=args.client_id,
         seed=args.seed,
+        dialect=args.dialect,
+        fahrenheit=args.fahrenheit,
     ) as nodes:
-        _say(f"{len(names)} nodes publishing to {telemetry_topic('<device>')} on {args.host}")
+        where = telemetry_topic("<device>") if args.dialect == "json" else f"{args.dialect} topics"
+        _say(f"{len(names)} nodes publishing to {where} on {args.host}")
         await nodes.run(args.rounds)
         _say(f"sent {sum(nodes.sent.values())} readings, {sum(nodes.malformed.values())} bad")
 

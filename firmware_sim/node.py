@@ -6,6 +6,10 @@ Each simulated device publishes JSON to ``sensors/<device>/telemetry`` at QoS 1:
 
 With ``malformed_rate`` > 0 some messages are replaced by one of: not JSON, JSON
 without ``temp_c``, or ``temp_c`` as a string. Counts are kept per device.
+
+With ``dialect`` set the nodes speak an ecosystem's format instead (Zigbee2MQTT,
+Tasmota, Shelly, ESPHome, Home Assistant, TTN, ChirpStack, Sparkplug B: see
+firmware_sim/dialects.py); ``malformed_rate`` applies to the generic JSON dialect only.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from firmware_sim.dialects import DIALECTS, DialectState, Values, round_messages
 from firmware_sim.thermal import ColdRoom, Probe
 from gateway.core.clock import Clock, SystemClock
 
@@ -53,7 +58,15 @@ class SensorNodeSim:
         qos: int = 1,
         clock: Clock | None = None,
         seed: int = 0,
+        dialect: str = "json",
+        fahrenheit: bool = False,
     ) -> None:
+        if dialect not in DIALECTS:
+            msg = f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})"
+            raise ValueError(msg)
+        self.dialect = dialect
+        self.fahrenheit = fahrenheit
+        self._dialect_state = DialectState()
         names = (
             [f"node-{i}" for i in range(1, devices + 1)]
             if isinstance(devices, int)
@@ -87,6 +100,7 @@ class SensorNodeSim:
         self.sent: Counter[str] = Counter()  # well-formed readings published, per device
         self.malformed: Counter[str] = Counter()  # malformed payloads published, per device
         self.acked: Counter[str] = Counter()  # PUBACKs received (both kinds), per device
+        self.published: list[tuple[str, float]] = []  # (device, temp_c) well formed
         self._connected = threading.Event()
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id
@@ -177,6 +191,7 @@ class SensorNodeSim:
             else:
                 reading["temp_c"] = str(reading["temp_c"])
             return json.dumps(reading).encode(), False
+        self.published.append((device, reading["temp_c"]))
         return json.dumps(reading).encode(), True
 
     def publish_round(self) -> int:
@@ -184,6 +199,8 @@ class SensorNodeSim:
         self.sim_ms += round(self.interval_s * 1000)
         for zone in self._zones:
             zone.step(self.interval_s)
+        if self.dialect != "json":
+            return self._publish_dialect_round()
         for device in self.devices:
             body, good = self.payload(device)
             # Never hold our lock across publish(): paho calls on_publish under its own
@@ -198,6 +215,35 @@ class SensorNodeSim:
                         self._pending.add(info.mid)
                         self._mid_device[info.mid] = device
             (self.sent if good else self.malformed)[device] += 1
+        return len(self.devices)
+
+    def _publish_dialect_round(self) -> int:
+        values: dict[str, Values] = {}
+        for device in self.devices:
+            self._seq[device] += 1
+            values[device] = Values(
+                temp_c=round(self.probes[device].read_c(), 2),
+                rh=round(self._rng.uniform(75.0, 90.0), 1),
+                battery_v=round(self._rng.uniform(3.4, 3.7), 2),
+                seq=self._seq[device],
+            )
+        messages = round_messages(
+            self.dialect, values, self.sim_ms, self._dialect_state, fahrenheit=self.fahrenheit
+        )
+        for topic, body in messages:
+            device = next((d for d in self.devices if d in topic), self.devices[0])
+            info = self._client.publish(topic, body, qos=self.qos)
+            if self.qos > 0:
+                with self._lock:
+                    if info.mid in self._early_acks:
+                        self._early_acks.discard(info.mid)
+                        self.acked[device] += 1
+                    else:
+                        self._pending.add(info.mid)
+                        self._mid_device[info.mid] = device
+        for device, v in values.items():
+            self.sent[device] += 1
+            self.published.append((device, v.temp_c))
         return len(self.devices)
 
     async def run(self, rounds: int | None = None) -> None:
