@@ -7,6 +7,8 @@ same payloads through a real Mosquitto into the journal.
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 from drivers.mqtt.config import TopicMapping
 from drivers.mqtt.formats import FORMATS, Decoded, format_spec
 from drivers.mqtt.payload import TopicRouter
+from gateway.config import parse_config
 from gateway.core.clock import NS_PER_S
 from gateway.core.model import RawSample, Reject
 from tests.drivers.mqtt import sparkplug_wire as spb
@@ -489,3 +492,28 @@ def test_reject_objects_are_plain_rejects() -> None:
     d = decode(r, "zigbee2mqtt/x", b"not json")
     assert isinstance(d.rejects[0], Reject)
     assert reasons(d) == [("not_json", True)]
+
+
+# -- the docs pages' config blocks are valid configs --------------------------------------
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "mqtt-formats"
+
+
+@pytest.mark.parametrize("name", [n for n in FORMATS if n != "json"])
+def test_each_format_has_a_docs_page_whose_config_block_is_valid(name: str) -> None:
+    text = (DOCS / f"{name}.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    if not block.startswith("[[drivers.mqtt]]"):
+        block = '[[drivers.mqtt]]\nname = "docs"\n' + block
+    doc = tomllib.loads(block)
+    sensors = {s for d in doc["drivers"]["mqtt"] for s in d.get("sensor_ids", {}).values()}
+    config = parse_config(
+        {
+            "hub": {"id": "docs"},
+            "zones": [{"id": "z", "kind": "cold_storage"}],
+            "sensors": [{"id": s, "zone": "z"} for s in sorted(sensors)],
+            **doc,
+        }
+    )
+    (driver,) = config.drivers.mqtt
+    assert [s.format for s in driver.subscriptions] == [name]
