@@ -16,7 +16,15 @@ Modes:
 - ``flood``: the burst is queued in the broker for the receiver's persistent session
   while it is away (an outage ends); the clock starts when the receiver is ready.
 
+``--format`` runs the gateway once per payload format (firmware_sim.dialects speaks
+them; ``json`` is the generic node payload above), in the same run, so the rates sit
+side by side; the bare subscriber is the baseline of each. ``--decode-only`` measures the
+decoders alone (no broker): ``PayloadMapper.map`` (the JSON mapper called directly) next
+to every format through ``TopicRouter.decode`` (what the driver calls per message).
+
     .venv/bin/python bench/mqtt_ingest.py --readings 100000 --publishers 2 --repeat 3
+    .venv/bin/python bench/mqtt_ingest.py --format json tasmota sparkplug_b --mode flood
+    .venv/bin/python bench/mqtt_ingest.py --decode-only --format json zigbee2mqtt
 """
 
 from __future__ import annotations
@@ -55,11 +63,15 @@ from bench.common import (
 TOPIC = "sensors/{}/telemetry"
 
 
-def _payloads(devices: list[str], rounds: int, start_ms: int, seed: int) -> list[tuple[str, bytes]]:
+def _payloads(
+    devices: list[str], rounds: int, start_ms: int, seed: int, fmt: str = "json"
+) -> list[tuple[str, bytes]]:
     """SensorNodeSim-shaped payloads: a slow, smooth cold-room curve (no spike alerts)."""
     rng = random.Random(seed)
     out = []
     phase = {d: rng.uniform(0, 6.28) for d in devices}
+    if fmt != "json":
+        return _format_payloads(fmt, devices, rounds, start_ms, seed, rng, phase)
     for r in range(rounds):
         ts = start_ms + r * 1000
         for d in devices:
@@ -75,6 +87,48 @@ def _payloads(devices: list[str], rounds: int, start_ms: int, seed: int) -> list
     return out
 
 
+def _format_payloads(
+    fmt: str,
+    devices: list[str],
+    rounds: int,
+    start_ms: int,
+    seed: int,
+    rng: random.Random,
+    phase: dict[str, float],
+) -> list[tuple[str, bytes]]:
+    """The same curve in an ecosystem's format (firmware_sim.dialects)."""
+    from firmware_sim.dialects import DialectState, Values, round_messages
+
+    state = DialectState(edge=f"bench-edge-{seed}")
+    out: list[tuple[str, bytes]] = []
+    for r in range(rounds):
+        values = {
+            d: Values(
+                temp_c=round(4.0 + 0.5 * math.sin(r / 120 + phase[d]), 2),
+                rh=round(rng.uniform(75.0, 90.0), 1),
+                battery_v=round(rng.uniform(3.4, 3.7), 2),
+                seq=r + 1,
+            )
+            for d in devices
+        }
+        out += round_messages(fmt, values, start_ms + r * 1000, state)
+    return out
+
+
+def _subscription(fmt: str, devices: list[str], publishers: int) -> dict[str, Any]:
+    """The gateway's subscription for a format, with sensor_ids back to node-N."""
+    from firmware_sim.dialects import device_id, subscription
+
+    sub = subscription(fmt)
+    if fmt == "json":
+        return {"subscriptions": [sub]}
+    ids = {}
+    for i in range(publishers):
+        for d in devices[i::publishers]:
+            ids[device_id(fmt, d, edge=f"bench-edge-{i}")] = d
+    return {"subscriptions": [sub], "sensor_ids": ids}
+
+
 def publisher(
     idx: int,
     port: int,
@@ -84,9 +138,10 @@ def publisher(
     go: Any,
     ready: Any,
     results: Any,
+    fmt: str = "json",
 ) -> None:
     """One publisher process: connect, wait for go, publish everything, wait for PUBACKs."""
-    work = _payloads(devices, rounds, start_ms, seed=idx)
+    work = _payloads(devices, rounds, start_ms, seed=idx, fmt=fmt)
     acked = 0
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"pub-{idx}")
     client.max_inflight_messages_set(1000)
@@ -144,21 +199,23 @@ def bare_subscriber(port: int, client_id: str, expected: int, connected: Any, re
     results.put((count, t_connect, first, last))
 
 
-def pre_subscribe(port: int, client_id: str) -> None:
+def pre_subscribe(port: int, client_id: str, topic: str = "sensors/+/telemetry") -> None:
     """Create a persistent session with the sensor subscription, then go away."""
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
     )
     client.connect("127.0.0.1", port)
     client.loop_start()
-    info = client.subscribe("sensors/+/telemetry", qos=1)
+    info = client.subscribe(topic, qos=1)
     time.sleep(0.3)
     assert info[0] == 0
     client.disconnect()
     client.loop_stop()
 
 
-def publish_burst(port: int, args: argparse.Namespace, devices: list[str]) -> tuple[int, float]:
+def publish_burst(
+    port: int, args: argparse.Namespace, devices: list[str], fmt: str = "json"
+) -> tuple[int, float]:
     """Run the publisher processes; (messages acked by the broker, first publish time)."""
     ctx = mp.get_context("fork")
     go, ready, results = ctx.Event(), ctx.Semaphore(0), ctx.Queue()
@@ -168,7 +225,7 @@ def publish_burst(port: int, args: argparse.Namespace, devices: list[str]) -> tu
     for i in range(args.publishers):
         mine = devices[i :: args.publishers]
         p = ctx.Process(
-            target=publisher, args=(i, port, mine, rounds, start_ms, go, ready, results)
+            target=publisher, args=(i, port, mine, rounds, start_ms, go, ready, results, fmt)
         )
         p.start()
         procs.append(p)
@@ -231,6 +288,7 @@ def run_gateway(
     devices: list[str],
     synchronous: str,
     tag: str,
+    fmt: str = "json",
 ) -> dict[str, Any]:
     """The gateway as its own process, end to end into InfluxDB."""
     influx.drop_database("coldchain")
@@ -254,17 +312,7 @@ def run_gateway(
                     "name": name,
                     "host": "127.0.0.1",
                     "port": port,
-                    "subscriptions": [
-                        {
-                            "topic": "sensors/+/telemetry",
-                            "sensor_path": "id",
-                            "ts_path": "ts",
-                            "ts_format": "epoch_ms",
-                            "rh_path": "rh",
-                            "battery_path": "battery_v",
-                            "seq_path": "seq",
-                        }
-                    ],
+                    **_subscription(fmt, devices, args.publishers),
                 }
             ]
         },
@@ -274,8 +322,10 @@ def run_gateway(
     notify = NotifySocket(work)
     expected = (args.readings // len(devices)) * len(devices)
     if args.mode == "flood":
-        pre_subscribe(port, f"coldchain-{name}")
-        sent, _ = publish_burst(port, args, devices)
+        pre_subscribe(
+            port, f"coldchain-{name}", _subscription(fmt, devices, 1)["subscriptions"][0]["topic"]
+        )
+        sent, _ = publish_burst(port, args, devices, fmt)
         gw = GatewayProcess(config, notify)
         spy = _py_spy(gw.pid, args, tag)
         start = notify.wait_for("READY=1", 30)
@@ -289,7 +339,7 @@ def run_gateway(
             if status_json(journal).get("counters", {}).get("connected", {}).get(name):
                 break
             time.sleep(0.05)
-        sent, start = publish_burst(port, args, devices)
+        sent, start = publish_burst(port, args, devices, fmt)
     end = None
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
@@ -313,14 +363,63 @@ def run_gateway(
     seconds = (end - start) if end else float("nan")
     return {
         "sent": sent,
+        "messages": sent,
         "stored": stored,
-        "lost": sent - stored,
+        "lost": expected - stored,
         "seconds": seconds,
         "rate": stored / seconds if end else 0.0,
         "peak_rss_mb": hwm_kb / 1024,
         "cpu_s": cpu,
         "rc": rc,
     }
+
+
+def decode_only(args: argparse.Namespace, devices: list[str]) -> None:
+    """Decoders alone, in one process: messages/s and readings/s per format.
+
+    The candidates run interleaved, once each per repeat, and the best run counts: on a
+    shared machine other load only ever slows a run down.
+    """
+    from drivers.mqtt.config import TopicMapping
+    from drivers.mqtt.payload import PayloadMapper, TopicRouter
+
+    rounds = max(1, args.readings // len(devices))
+    start_ms = int(time.time() * 1000)
+    candidates: list[tuple[str, list[tuple[str, bytes]], Any]] = []
+    for fmt in args.format:
+        work = _payloads(devices, rounds, start_ms, seed=0, fmt=fmt)
+        sub = _subscription(fmt, devices, 1)
+        mappings = [TopicMapping.model_validate(m) for m in sub["subscriptions"]]
+        ids = sub.get("sensor_ids", {})
+        if fmt == "json":
+            mapper = PayloadMapper(mappings[0], {}, 16_384)
+            candidates.append(("json, PayloadMapper.map (no router)", work, lambda m=mapper: m.map))
+        # A fresh router per run: Sparkplug's alias tables start empty (births come first).
+        candidates.append(
+            (
+                f"{fmt}, TopicRouter.decode",
+                work,
+                lambda ms=mappings, i=ids: TopicRouter(ms, i, 16_384).decode,
+            )
+        )
+    best: dict[str, float] = {}
+    readings: dict[str, int] = {}
+    for _ in range(args.repeat):
+        for label, work, make in candidates:
+            decode = make()
+            t0 = time.perf_counter()
+            out = [decode(topic, body, 0, "bench") for topic, body in work]
+            rate = len(work) / (time.perf_counter() - t0)
+            best[label] = max(best.get(label, 0.0), rate)
+            readings[label] = sum(len(o.samples) if hasattr(o, "samples") else 1 for o in out)
+    print(
+        f"decode only: {rounds * len(devices)} readings per format, best of {args.repeat}"
+        " interleaved runs"
+    )
+    print(f"{'decoder':<44}{'messages/s':>12}{'readings/s':>12}")
+    for label, work, _ in candidates:
+        msgs = best[label]
+        print(f"{label:<44}{msgs:>12.0f}{msgs * readings[label] / len(work):>12.0f}")
 
 
 def main() -> None:
@@ -338,14 +437,26 @@ def main() -> None:
     p.add_argument("--commit-interval-ms", type=int, default=20)
     p.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
     p.add_argument("--profile", help="directory: py-spy record the gateway (collapsed stacks)")
+    p.add_argument(
+        "--format",
+        nargs="+",
+        default=["json"],
+        help="payload formats to run the gateway with, in this run (firmware_sim.dialects)",
+    )
+    p.add_argument("--decode-only", action="store_true", help="time the decoders alone")
     args = p.parse_args()
     from gateway.apps.localservices import Mosquitto
 
     devices = [f"node-{i}" for i in range(1, args.devices + 1)]
+    if args.decode_only:
+        decode_only(args, devices)
+        return
     base = workdir("mqtt")
     results: dict[str, list[dict[str, Any]]] = {"bare": []}
-    for s in args.synchronous:
-        results[s] = []
+    runs = [(f, s) for f in args.format for s in args.synchronous]
+    keys = [s if f == "json" and len(args.format) == 1 else f"{f}/{s}" for f, s in runs]
+    for key in keys:
+        results[key] = []
     BROKER_SETTINGS["max_inflight_messages"] = args.inflight
     with (
         Mosquitto(base / "mosquitto", extra_config=broker_extra_config()) as broker,
@@ -353,14 +464,15 @@ def main() -> None:
     ):
         for rep in range(args.repeat):
             results["bare"].append(run_bare(broker.port, args, devices, f"{rep}"))
-            for s in args.synchronous:
-                results[s].append(run_gateway(broker.port, influx, args, devices, s, f"{s}-{rep}"))
+            for (f, s), key in zip(runs, keys, strict=True):
+                tag = f"{f.replace('_', '')}-{s}-{rep}"
+                results[key].append(run_gateway(broker.port, influx, args, devices, s, tag, f))
             print(
                 f"repeat {rep + 1}: bare {results['bare'][-1]['rate']:.0f}/s, "
                 + ", ".join(
-                    f"{s} {results[s][-1]['rate']:.0f}/s lost {results[s][-1]['lost']}"
-                    f" cpu {results[s][-1]['cpu_s']:.1f}s in {results[s][-1]['seconds']:.1f}s"
-                    for s in args.synchronous
+                    f"{k} {results[k][-1]['rate']:.0f}/s lost {results[k][-1]['lost']}"
+                    f" cpu {results[k][-1]['cpu_s']:.1f}s in {results[k][-1]['seconds']:.1f}s"
+                    for k in keys
                 ),
                 flush=True,
             )
@@ -373,11 +485,11 @@ def main() -> None:
     print("broker: " + ", ".join(f"{k} {v}" for k, v in BROKER_SETTINGS.items()))
     print(f"{'receiver':<38}{'readings/s':>11}{'ratio':>7}{'lost':>6}{'peak RSS MB':>12}")
     print(f"{'baseline: bare paho subscriber QoS 1':<38}{bare:>11.0f}{1.0:>7.2f}{0:>6}{'-':>12}")
-    for s in args.synchronous:
-        rate = median([r["rate"] for r in results[s]])
-        lost = max(r["lost"] for r in results[s])
-        rss = max(r["peak_rss_mb"] for r in results[s])
-        label = f"gateway -> InfluxDB, sync={s}"
+    for (f, s), key in zip(runs, keys, strict=True):
+        rate = median([r["rate"] for r in results[key]])
+        lost = max(r["lost"] for r in results[key])
+        rss = max(r["peak_rss_mb"] for r in results[key])
+        label = f"gateway -> InfluxDB, sync={s}" + (f", {f}" if key != s else "")
         print(f"{label:<38}{rate:>11.0f}{rate / bare:>7.2f}{lost:>6}{rss:>12.1f}")
     print(
         "runs (readings/s): "

@@ -50,6 +50,7 @@ class DialectState:
     """What a dialect remembers across rounds (Sparkplug births and seq)."""
 
     born: bool = False
+    edge: str = SPARKPLUG_EDGE  # the Sparkplug edge node id (one per publisher)
     sparkplug_seq: int = 0
     aliases: dict[str, int] = field(default_factory=dict)
 
@@ -59,7 +60,7 @@ def _battery_pct(volts: float) -> int:
     return max(0, min(100, round((volts - 2.7) * 100)))
 
 
-def device_id(dialect: str, device: str) -> str:
+def device_id(dialect: str, device: str, edge: str = SPARKPLUG_EDGE) -> str:
     """The device id the gateway's format reads for this simulated device."""
     if dialect == "tasmota":
         return f"{TASMOTA_TOPIC}/{device}"
@@ -68,7 +69,7 @@ def device_id(dialect: str, device: str) -> str:
     if dialect == "chirpstack":
         return _eui(device)
     if dialect == "sparkplug_b":
-        return f"{SPARKPLUG_GROUP}/{SPARKPLUG_EDGE}/{device}/Temperature"
+        return f"{SPARKPLUG_GROUP}/{edge}/{device}/Temperature"
     return device
 
 
@@ -300,7 +301,7 @@ def _sparkplug(
         state.sparkplug_seq = 0
         birth = Payload(timestamp=sim_ms, seq=next_seq())
         birth.metrics.add(name="bdSeq", alias=0, datatype=INT64, long_value=0)
-        out.append((f"{base}/NBIRTH/{SPARKPLUG_EDGE}", birth.SerializeToString()))
+        out.append((f"{base}/NBIRTH/{state.edge}", birth.SerializeToString()))
         for i, (d, v) in enumerate(values.items()):
             state.aliases[d] = 10 + 2 * i
             dbirth = Payload(timestamp=sim_ms, seq=next_seq())
@@ -318,14 +319,14 @@ def _sparkplug(
                 double_value=v.rh,
                 timestamp=sim_ms,
             )
-            out.append((f"{base}/DBIRTH/{SPARKPLUG_EDGE}/{d}", dbirth.SerializeToString()))
+            out.append((f"{base}/DBIRTH/{state.edge}/{d}", dbirth.SerializeToString()))
         state.born = True
         return out
     for d, v in values.items():
         data = Payload(timestamp=sim_ms, seq=next_seq())
         data.metrics.add(alias=state.aliases[d], float_value=v.temp_c, timestamp=sim_ms)
         data.metrics.add(alias=state.aliases[d] + 1, double_value=v.rh, timestamp=sim_ms)
-        out.append((f"{base}/DDATA/{SPARKPLUG_EDGE}/{d}", data.SerializeToString()))
+        out.append((f"{base}/DDATA/{state.edge}/{d}", data.SerializeToString()))
     return out
 
 

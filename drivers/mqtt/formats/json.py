@@ -11,36 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from drivers.mqtt.formats import Decoded, FormatSpec
+from drivers.mqtt.formats import FormatSpec
 from drivers.mqtt.payload import PayloadMapper
-from gateway.core.model import RawSample
 
 if TYPE_CHECKING:
     from drivers.mqtt.config import TopicMapping
 
-_NOTHING = ()
-
-
-class JsonDecoder:
-    """PayloadMapper behind the PayloadDecoder protocol: one sample or one reject."""
-
-    __slots__ = ("_map", "mapper")
-
-    def __init__(self, mapper: PayloadMapper) -> None:
-        self.mapper = mapper
-        self._map = mapper.map
-
-    def decode(self, topic: str, payload: bytes, received_ns: int, source: str) -> Decoded:
-        result = self._map(topic, payload, received_ns, source)
-        if type(result) is RawSample:
-            return Decoded((result,), _NOTHING)
-        return Decoded(_NOTHING, (result,))  # type: ignore[arg-type]
-
 
 def create(
     mapping: TopicMapping, sensor_ids: Mapping[str, str], max_payload_bytes: int
-) -> JsonDecoder:
-    return JsonDecoder(PayloadMapper(mapping, sensor_ids, max_payload_bytes))
+) -> PayloadMapper:
+    """PayloadMapper is the decoder itself (``decode``): no wrapper on the hot path."""
+    return PayloadMapper(mapping, sensor_ids, max_payload_bytes)
 
 
 FORMAT = FormatSpec(
