@@ -33,6 +33,7 @@ from firmware_sim.thermal import AmbientDock, ColdRoom, Freezer, Probe
 from gateway.apps.demo.scenario import (
     DEMO_DB,
     DOCK_NODES,
+    DOCK_ZIGBEE,
     HUB,
     MODBUS_SLAVES,
     SHIPMENTS,
@@ -238,15 +239,22 @@ async def _run_nodes(mqtt: tuple[str, int], dock: AmbientDock, args: argparse.Na
         mqtt[0], mqtt[1], probes=probes, interval_s=args.interval, malformed_rate=0.02,
         client_id=f"{HUB}-dock-node-sim",
     )  # fmt: skip
+    zigbee = SensorNodeSim(
+        mqtt[0], mqtt[1], probes={n: Probe(dock, seed=40 + i) for i, n in enumerate(DOCK_ZIGBEE)},
+        interval_s=args.interval, client_id=f"{HUB}-zigbee2mqtt-sim", dialect="zigbee2mqtt",
+    )  # fmt: skip
     await asyncio.to_thread(nodes.connect)
+    await asyncio.to_thread(zigbee.connect)
     try:
         while True:
             # Wall-clock timestamps: the nodes' clocks agree with the gateway's.
-            nodes.sim_ms = time.time_ns() // 1_000_000 - round(args.interval * 1000)
-            nodes.publish_round()
+            for fleet in (nodes, zigbee):
+                fleet.sim_ms = time.time_ns() // 1_000_000 - round(args.interval * 1000)
+                fleet.publish_round()
             await asyncio.sleep(args.interval)
     finally:
         await asyncio.to_thread(nodes.close)
+        await asyncio.to_thread(zigbee.close)
 
 
 def run_demo(args: argparse.Namespace) -> int:

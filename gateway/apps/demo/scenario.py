@@ -25,6 +25,9 @@ BOARD_A = {"1": ("cr1-a", "cold-room-1"), "2": ("cr1-b", "cold-room-1"),
 BOARD_B = {"1": ("frz-a", "freezer-1"), "2": ("frz-b", "freezer-1")}
 PROFILES = {"cold-room-1": "chilled_demo", "cold-room-2": "chilled_demo", "freezer-1": "frozen"}
 DOCK_NODES = {"dock-node-1": "dock-1", "dock-node-2": "dock-1"}
+# Zigbee probes on the dock, through a Zigbee2MQTT bridge (battery in %, voltage in mV):
+# the mixed hub of docs/mqtt-formats/.
+DOCK_ZIGBEE = {"dock-zb-1": "dock-1", "dock-zb-2": "dock-1"}
 # A second freezer on RS-485 Modbus transmitters (when socat is installed): slave -> sensor
 MODBUS_ZONE = "freezer-2"
 MODBUS_SLAVES = {1: ("fz2-a", "sht20_r0"), 2: ("fz2-b", "sht30_din_float")}
@@ -86,7 +89,7 @@ def demo_config(
     if mqtt is not None:
         sensors.extend(
             {"id": node, "zone": zone, "model": "sht3x", "interval_s": 1.0}
-            for node, zone in DOCK_NODES.items()
+            for node, zone in {**DOCK_NODES, **DOCK_ZIGBEE}.items()
         )
         doc["drivers"]["mqtt"] = [
             {
@@ -103,7 +106,8 @@ def demo_config(
                         "rh_path": "rh",
                         "battery_path": "battery_v",
                         "seq_path": "seq",
-                    }
+                    },
+                    {"topic": "zigbee2mqtt/#", "format": "zigbee2mqtt"},
                 ],
             }
         ]
