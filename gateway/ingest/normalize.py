@@ -29,6 +29,8 @@ class Normalizer:
         self._skew_ns = int(config.clock_skew_bound_s * 1e9)
         # The rate-of-change check runs here so SPIKE is in the journal (issue 13).
         self.spikes = SpikeCheck(config.health)
+        # Last receive-time timestamp per sensor without a device clock (see normalize).
+        self._last_rx_ts: dict[str, int] = {}
 
     def normalize(self, samples: Sequence[RawSample]) -> Normalized:
         """Turn samples into readings; unknown sensors become dead-lettered rejects."""
@@ -56,7 +58,16 @@ class Normalizer:
             if not cfg.min_valid_c <= raw_temp <= cfg.max_valid_c:
                 quality |= Quality.IMPOSSIBLE
             if s.ts_ns is None:
+                # Without a device time the reading is stamped with its receive time, which
+                # a driver takes once per batch: a backlog of one sensor (queued in the
+                # broker during an outage) would share one timestamp, and InfluxDB keeps one
+                # point per series and time. One nanosecond apart, in arrival order, each
+                # reading stays its own point.
                 ts = s.received_ns
+                last = self._last_rx_ts.get(s.sensor)
+                if last is not None and ts <= last:
+                    ts = last + 1
+                self._last_rx_ts[s.sensor] = ts
                 quality |= Quality.NO_DEVICE_TIME
             else:
                 ts = s.ts_ns

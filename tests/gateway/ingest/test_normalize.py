@@ -46,6 +46,19 @@ def test_missing_device_time_uses_receive_time_and_flags_it() -> None:
     assert Quality(r.quality) == Quality.NO_DEVICE_TIME
 
 
+def test_a_backlog_without_device_time_keeps_one_point_per_reading() -> None:
+    """Readings received in one batch share a receive time; each must stay its own point."""
+    normalizer = Normalizer(CONFIG)
+    first = normalizer.normalize([_sample("ds", 4.0, ts=None) for _ in range(3)]).readings
+    assert [r.ts_ns for r in first] == [NOW, NOW + 1, NOW + 2]
+    # The next batch, received at the same (coarse) time, continues after them...
+    (later,) = normalizer.normalize([_sample("ds", 4.5, ts=None)]).readings
+    assert later.ts_ns == NOW + 3
+    # ...and other sensors and device-timed readings are untouched.
+    pt, timed = normalizer.normalize([_sample("pt", 4.0, ts=None), _sample("ds", 4.0)]).readings
+    assert (pt.ts_ns, timed.ts_ns) == (NOW, NOW)
+
+
 def test_clock_skew_is_flagged_and_timestamp_kept() -> None:
     skewed = NOW - 300 * 1_000_000_000
     (r,) = Normalizer(CONFIG).normalize([_sample("pt", 4.0, ts=skewed)]).readings
