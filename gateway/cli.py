@@ -318,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
     p.set_defaults(func=_cmd_handoff)
 
+    from gateway.evidence.cli import add_keys_arguments, run_keys
+
+    p = sub.add_parser("keys", help="the hub key (init, show); keys that sign commands")
+    add_keys_arguments(p)
+    p.set_defaults(func=run_keys)
+
     from gateway.apps.verify_cli import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="check the custody hash chain in the journal and InfluxDB")

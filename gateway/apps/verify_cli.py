@@ -41,6 +41,9 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="which copy to check (default: both when [sinks.influx] is set, else journal)",
     )
+    from gateway.evidence.cli import add_evidence_verify_arguments
+
+    add_evidence_verify_arguments(p)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -92,7 +95,11 @@ def run_verify(args: argparse.Namespace) -> int:
             if source == "both" and results[0].ok and result.ok:
                 results.append(_compare(journal_chain, influx_chain, results[0]))
 
-    table = Table(title=f"custody chain of hub {config.hub.id}")
+    from gateway.evidence.cli import evidence_rows
+
+    evidence = evidence_rows(config, args, source)
+    unreadable += evidence.unreadable
+    table = Table(title=f"custody chain and evidence of hub {config.hub.id}")
     table.add_column("source", no_wrap=True)
     table.add_column("checked", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
@@ -112,14 +119,20 @@ def run_verify(args: argparse.Namespace) -> int:
             "\n".join(part for part in ident if part),
             r.reason or "",
         )
+    for row in evidence.rows:
+        table.add_row(*row)
     out.print(table)
+    for line in evidence.lines:
+        out.print(line, markup=False, highlight=False)
     for r in results:
         out.print(r.describe(), markup=False, highlight=False)
     for problem in unreadable:
         err.print(f"cannot verify {problem}", markup=False, highlight=False)
-    if any(not r.ok for r in results):
+    if any(not r.ok for r in results) or not evidence.ok:
         return 1
-    return 3 if unreadable else 0
+    if unreadable:
+        return 3
+    return 4 if evidence.unanchored and args.require_signed else 0
 
 
 def _name_missing(result: VerifyResult, journal_chain: Sequence[HandoffRecord]) -> VerifyResult:

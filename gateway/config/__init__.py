@@ -24,6 +24,7 @@ from drivers.registry import REGISTRY
 from gateway.core.errors import ConfigError
 from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.core.secrets import SecretRef
+from gateway.evidence.settings import EvidenceConfig
 from gateway.notify.config import NotifyConfig, reference_problems
 from gateway.sinks.planner.config import PlannerConfig
 from gateway.sop.profiles import DEFAULT_PROFILES, ProductProfile
@@ -213,6 +214,7 @@ class GatewayConfig(_Strict):
     notify: NotifyConfig | None = None
     clock_skew_bound_s: float = Field(default=120.0, gt=0)
     status_interval_s: float = Field(default=10.0, gt=0)
+    evidence: EvidenceConfig = EvidenceConfig()
 
     @field_validator("profiles", mode="before")
     @classmethod

@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from gateway.core.errors import JournalError, JournalRefused, JournalUnwritable
 from gateway.core.model import Reading, Reject
+
+if TYPE_CHECKING:
+    from gateway.evidence.chain import Sealer
 
 SCHEMA_VERSION = 1
 
@@ -235,6 +238,8 @@ class Journal:
             raise JournalError(msg) from exc
 
     readonly = False
+    sealer: Sealer | None = None
+    """Seals each commit into the evidence chain and records deliberate deletions."""
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> Journal:
@@ -310,9 +315,13 @@ class Journal:
                     )
                 last = cur.execute("SELECT seq FROM sqlite_sequence WHERE name='readings'")
                 row = last.fetchone()
+                if self.sealer is not None:
+                    self.sealer.in_commit(now_ns)  # the evidence chain (gateway.evidence)
                 cur.execute("COMMIT")
             except BaseException:
                 self.rollback()
+                if self.sealer is not None:
+                    self.sealer.rolled_back()
                 raise
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             raise journal_error("journal commit failed", exc) from exc
@@ -438,9 +447,11 @@ class Journal:
                 (limit, older_than_ns, chunk),
             )
             removed += cur.rowcount
+            self._removed("readings", limit, cur.rowcount, "retention")
             if cur.rowcount < chunk:
                 break
-        self._db.execute("DELETE FROM dead_letters WHERE received_ns < ?", (older_than_ns,))
+        cur = self._db.execute("DELETE FROM dead_letters WHERE received_ns < ?", (older_than_ns,))
+        self._removed("dead_letters", self.last_id("dead_letters"), cur.rowcount, "retention")
         health = [self.cursor(sink, "gateway_health") for sink in sinks]
         self._db.execute(
             "DELETE FROM gateway_health WHERE ts_ns < ? AND id <= ?",
@@ -448,6 +459,10 @@ class Journal:
         )
         self._db.execute("DELETE FROM budget_thinned WHERE id_to <= ?", (limit,))
         return removed
+
+    def _removed(self, table: str, up_to_id: int, rows: int, reason: str) -> None:
+        if self.sealer is not None and rows > 0:
+            self.sealer.record_removal(table, up_to_id, rows, reason)
 
     def last_health_id(self) -> int:
         """Id of the newest gateway_health snapshot (0 when none)."""
@@ -505,6 +520,7 @@ class Journal:
             ).rowcount
             statements += n > 0  # a statement that found nothing is no work to bound
             removed += n
+            self._removed("readings", delivered, n, "disk budget: delivered")
             used = self.used_bytes()
             if n < chunk:
                 break
@@ -522,6 +538,7 @@ class Journal:
                 ).rowcount
                 statements += n > 0
                 diagnostics += n
+                self._removed(table, self.last_id(table), n, "disk budget")
                 used = self.used_bytes()
                 if n < chunk:
                     break
@@ -542,6 +559,7 @@ class Journal:
                 (position, last, position, last, downsample_ns),
             ).rowcount
             statements += 1
+            self._removed("readings", int(last), n, "disk budget: thinned")
             if n:
                 self._db.execute(
                     "INSERT INTO budget_thinned (id_from, id_to, rows, at_ns) VALUES (?, ?, ?, ?)",

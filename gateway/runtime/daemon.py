@@ -15,6 +15,7 @@ from gateway.config import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.metrics import Counters
 from gateway.custody.events import CustodyRejected
+from gateway.evidence.service import EvidenceService, checkpoint_stream
 from gateway.ingest.batcher import Ingest
 from gateway.ingest.normalize import Normalizer
 from gateway.journal.budget import BudgetAlert, DiskBudget
@@ -92,6 +93,10 @@ class Gateway:
                 config, self.journal, self.runner, self.alerts, self.counters,
                 notify_clock or self.clock,
             )  # fmt: skip
+        # After every store made its tables: the sealer covers them all.
+        self.evidence: EvidenceService | None = None
+        if config.evidence.enabled:
+            self.evidence = EvidenceService(config, self.journal, self.runner, self.clock)
         self.forwarders: list[InfluxForwarder] = []
         influx = config.sinks.influx
         if influx is not None:
@@ -103,6 +108,7 @@ class Gateway:
                     alerts_stream(self.alerts),
                     *self._notification_streams(),
                     custody_stream(self.engine.ledger),
+                    *([checkpoint_stream()] if self.evidence is not None else []),
                     health_stream(config.hub.id),
                     readings_stream(config.hub.id),
                 ],
@@ -134,6 +140,8 @@ class Gateway:
             self.engine.on_alert_change(self.notifications.wake)
             if self.planner is not None:
                 self.notifications.attach_planner(self.planner)
+        if self.planner is not None and self.evidence is not None:
+            self.planner.extra_drains.append(self.evidence.drain_planner)
         self.notifier = notifier or SystemdNotifier()
         self.status = StatusReporter(
             config,
@@ -148,6 +156,8 @@ class Gateway:
         )
         if self.notifications is not None:
             self.status.sections["notifications"] = self.notifications.store.counts
+        if self.evidence is not None:
+            self.status.sections["evidence"] = self.evidence.status
         self.budget = DiskBudget(
             config.journal,
             self.runner,
@@ -173,6 +183,8 @@ class Gateway:
         """Run until stop is set, then flush: drivers stop, the queue commits, sinks drain."""
         self.ingest.last_id = await self.runner.call(self.journal.last_id)
         await self.engine.restore()
+        if self.evidence is not None:
+            await self.evidence.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 ingest_task = tg.create_task(self.ingest.run(), name="ingest")
@@ -201,6 +213,11 @@ class Gateway:
                     self.budget.run(await self._budget_alert_active()), name="journal-budget"
                 )
                 sop_task = tg.create_task(self.engine.run(), name="sop")
+                evidence_tasks = (
+                    [tg.create_task(self.evidence.run(), name="evidence")]
+                    if self.evidence is not None
+                    else []
+                )
                 watchdog_task = tg.create_task(self.notifier.watchdog(), name="watchdog")
                 self.ready.set()
                 self.notifier.notify("READY=1", f"STATUS=hub {self.config.hub.id} running")
@@ -231,6 +248,11 @@ class Gateway:
                 await self.engine.settled()  # the last batches' alerts are journaled
                 if self.notifications is not None:
                     await self.notifications.close()  # in-flight sends finish (bounded)
+                for task in evidence_tasks:
+                    task.cancel()
+                if self.evidence is not None:
+                    with contextlib.suppress(Exception):
+                        await self.evidence.checkpoint("stop")
                 await self._drain_forwarders()
                 if self.planner is not None:
                     self.planner.wake()

@@ -125,10 +125,28 @@ def chain_result(config: GatewayConfig, args: argparse.Namespace) -> Any | None:
                 client.close()
             result, _ = verify.verify_influx_rows(rows, config.hub.id)
             return result
-        return verify.check_journal(Path(config.journal.path), config)[0]
+        result = verify.check_journal(Path(config.journal.path), config)[0]
+        if result.ok:
+            return evidence_result(config) or result
+        return result
     except (GatewayError, ValueError, sqlite3.Error) as exc:
         logging.getLogger(__name__).warning("custody chain not verified: %s", exc)
         return None
+
+
+def evidence_result(config: GatewayConfig) -> Any | None:
+    """The evidence check of the journal when it finds an alteration, else None.
+
+    An altered record makes the verdict REJECT ``records_altered`` (analysis.ChainCheck).
+    """
+    from gateway.evidence.verify import resolve_public_key, verify_evidence
+
+    path = Path(config.journal.path)
+    if not path.exists():
+        return None
+    public, _ = resolve_public_key(None, config.evidence.key_path(config.journal.path))
+    found = verify_evidence(path, config.hub.id, public=public)
+    return found if found.altered else None
 
 
 def write_outputs(result: TraceResult, out_dir: Path) -> dict[str, Path]:

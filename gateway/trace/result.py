@@ -16,7 +16,7 @@ from gateway.trace.query import AlarmRecord, TracePoint
 
 Verdict = Literal["accept", "review", "reject"]
 ReasonLevel = Literal["reject", "review", "info"]
-ChainStatus = Literal["verified", "broken", "not_verified"]
+ChainStatus = Literal["verified", "broken", "altered", "not_verified"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +210,8 @@ class ChainCheck:
         ok = bool(getattr(result, "ok", False))
         seq = getattr(result, "first_bad_seq", None)
         reason = str(getattr(result, "reason", "") or "")
+        if getattr(result, "altered", False):  # the evidence chain (gateway.evidence.verify)
+            return cls("altered", None, reason or "journaled records were altered")
         if ok:
             return cls("verified", None, reason or "every record matches its hash and link")
         return cls("broken", None if seq is None else int(seq), reason or "chain does not match")

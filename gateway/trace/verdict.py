@@ -202,6 +202,8 @@ def reasons(
         )
     if chain.status == "not_verified":
         out.append(Reason("review", "chain_not_verified", chain.reason))
+    if chain.status == "altered":
+        out.append(Reason("reject", "records_altered", chain.reason))
     if custody_open:
         out.append(
             Reason(

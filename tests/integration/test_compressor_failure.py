@@ -141,12 +141,20 @@ async def test_compressor_failure_raises_on_time_and_reaches_the_planner(
             )
 
             def planner_saw_both() -> bool:
-                kinds = [e["type"] for e in planner.events() if e["alert_id"] == alert.id]
+                kinds = [e["type"] for e in planner.events() if e.get("alert_id") == alert.id]
                 return kinds == ["alert.raised", "alert.cleared"]
 
             await wait_for(planner_saw_both, what="planner got raise and clear")
+            checkpoint_schema = json.loads(
+                (ROOT / "docs/schemas/evidence-checkpoint.schema.json").read_text()
+            )
             for event in planner.events():
-                jsonschema.validate(event, schema)
+                if event["type"] == "evidence.checkpoint":  # signed evidence checkpoints
+                    jsonschema.validate(event, checkpoint_schema)
+                else:
+                    jsonschema.validate(event, schema)
+            assert any(e["type"] == "evidence.checkpoint" for e in planner.events())
+            assert retained_on(mosquitto, f"{prefix}evidence/checkpoint") is not None
             assert retained_on(mosquitto, f"{prefix}alerts/{alert.id}") is None
             status = retained_on(mosquitto, f"{prefix}status")
             assert status is not None

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 import aiomqtt
@@ -106,6 +106,8 @@ class PlannerFeed:
         # More journal streams published on ``events`` behind their own cursor, e.g. the
         # notification attempts (gateway/notify): (cursor name, fetch(after, limit)).
         self.event_streams: list[EventStream] = []
+        # Set by the daemon: more outboxes drained after the alerts (evidence checkpoints).
+        self.extra_drains: list[Callable[[PlannerFeed, aiomqtt.Client], Awaitable[None]]] = []
         self._runner = runner
         self._store = store
         self._counters = counters
@@ -299,6 +301,8 @@ class PlannerFeed:
         await self._drain_custody_exceptions(client)
         for name, fetch in self.event_streams:
             await self._drain_event_stream(client, name, fetch)
+        for drain in self.extra_drains:
+            await drain(self, client)
 
     @property
     def commands(self) -> CommandRouter:
