@@ -46,11 +46,11 @@ CHAINED_TABLES: Final[tuple[str, ...]] = (
     "dead_letters",
     "custody_events",
     "alert_events",
-    "notifications",
+    "notify_attempts",
     "config_log",
 )
 """Append-only tables whose every row is sealed (a table that does not exist is skipped:
-``notifications`` arrives with the notification outbox). Mutable state tables (``alerts``,
+``notify_attempts`` exists once notifications are configured). Mutable state tables (``alerts``,
 ``cursors``, ``custody_inbox``) are derived from these or are plumbing, and are not."""
 
 MAX_ROWS_PER_SEAL: Final = 50_000
