@@ -67,8 +67,6 @@ class StatusReporter:
         self.started_ns = clock.now_ns()
         self.path = Path(config.journal.path).with_name("status.json")
         self._extras: dict[str, Any] = {}
-        # More sections of status.json, computed when it is written (e.g. "evidence").
-        self.sections: dict[str, Callable[[], object]] = {}
         self._last_rate: tuple[float, int] | None = None
         self._wear = WearMeter(config.journal.card_endurance_tb)
         # More status.json sections, each computed on the journal thread at every refresh
@@ -177,7 +175,6 @@ class StatusReporter:
             "sinks": sinks,
             "drivers": [d.name for d in self.drivers],
             "counters": self.counters.snapshot(),
-            **{name: section() for name, section in self.sections.items()},
             **self._extras,
         }
 
