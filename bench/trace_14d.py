@@ -34,6 +34,7 @@ from gateway.apps.localservices import InfluxDB1, http_request
 from gateway.config import load_config
 from gateway.core.model import Reading
 from gateway.custody.chain import GENESIS_HASH, HandoffRecord, record_hash
+from gateway.influxql.client import InfluxQLClient
 from gateway.outbox.lineprotocol import reading_line
 from gateway.outbox.streams import custody_line
 from gateway.trace import build_trace
@@ -198,7 +199,7 @@ def main() -> int:
                 assert code == 0
                 t = time.perf_counter()
                 result = build_trace(
-                    InfluxSource(server.url, "bench", "hub-bench"),
+                    InfluxSource(InfluxQLClient(server.url, "bench"), "hub-bench"),
                     config,
                     SHIPMENT,
                     as_of_ns=T0 + 19 * DAY,

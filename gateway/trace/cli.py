@@ -188,6 +188,10 @@ def summary_table(result: TraceResult) -> Table:
     if s.mkt_c is not None and s.average_c is not None:
         t.add_row("average", f"{s.average_c:.2f} °C")
         t.add_row("MKT", f"{s.mkt_c:.2f} °C (dH {s.dh_kj_per_mol:g} kJ/mol, custody span)")
+        if s.mkt_rolling_c is not None:
+            t.add_row(
+                "MKT, worst window", f"{s.mkt_rolling_c:.2f} °C ({s.mkt_window_s / 3600:g} h)"
+            )
     t.add_row(
         "out of range", f"{b.spent_s / 60:.1f} of {b.budget_s / 60:.0f} min budget ({b.state})"
     )
