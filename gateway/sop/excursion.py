@@ -385,6 +385,9 @@ class CumulativeBudget:
         # the last value in custody: (interval start, °C, it stands until)
         self._last: tuple[int, float, int] | None = None
         self._unseeded_from: int | None = None  # custody began with no value standing
+        self._resumed_ns: int | None = None  # when custody (re)started
+        self._seed_read_at: int | None = None  # when the value seeding it was read
+        self._fresh_since_resume = False  # a value inside the interval was counted
         self._unseeded_gap_ns: int | None = None
         self._last_ts_ns: int | None = None
         self.out_of_order = 0
@@ -448,15 +451,37 @@ class CumulativeBudget:
         if not math.isfinite(temp_c):
             self.ignored += 1
             return []
+        if self._reseed(ts_ns, temp_c, max_gap_ns):
+            return []
         if self._last_ts_ns is not None and ts_ns < self._last_ts_ns:
             self.out_of_order += 1
             return []
         self._last_ts_ns = ts_ns
         if not self._in_custody:
             return []
+        self._fresh_since_resume = True
         events = self._close_interval(ts_ns, self.profile.out_of_range(temp_c))
         self._last = (ts_ns, temp_c, self._stands_until(ts_ns, max_gap_ns))
         return events
+
+    def _reseed(self, ts_ns: int, temp_c: float, max_gap_ns: int | None) -> bool:
+        """A value read before the arrival but committed after it: the value standing then.
+
+        The trace seeds an interval with the last value before the arrival that still
+        stands at it, whenever that value reached the journal; so does the live budget,
+        as long as no value inside the interval has been counted yet.
+        """
+        resumed = self._resumed_ns
+        if resumed is None or not self._in_custody or self._fresh_since_resume:
+            return False
+        if ts_ns >= resumed or (self._seed_read_at is not None and ts_ns < self._seed_read_at):
+            return False
+        if self._stands_until(ts_ns, max_gap_ns) < resumed:
+            return False
+        self._last = (resumed, temp_c, self._stands_until(ts_ns, max_gap_ns))
+        self._seed_read_at = ts_ns
+        self._unseeded_from = None
+        return True
 
     def pause(self, ts_ns: int) -> list[BudgetEvent]:
         """The shipment left the tracked zones at ts_ns: count up to there, then stop."""
@@ -483,13 +508,21 @@ class CumulativeBudget:
         if self._in_custody:
             return  # a duplicate resume must not drop the open interval
         self._in_custody = True
-        if temp_c is None or not math.isfinite(temp_c):
+        self._resumed_ns = ts_ns
+        self._fresh_since_resume = False
+        read_at = ts_ns if value_ts_ns is None else min(value_ts_ns, ts_ns)
+        if (
+            temp_c is None
+            or not math.isfinite(temp_c)
+            or self._stands_until(read_at, max_gap_ns) < ts_ns  # too old to stand at arrival
+        ):
             self._last = None
+            self._seed_read_at = None
             self._unseeded_from = ts_ns
             self._unseeded_gap_ns = self.max_gap_ns if max_gap_ns is None else max_gap_ns
         else:
-            read_at = ts_ns if value_ts_ns is None else min(value_ts_ns, ts_ns)
             self._last = (ts_ns, temp_c, self._stands_until(read_at, max_gap_ns))
+            self._seed_read_at = read_at
         if self._last_ts_ns is None or ts_ns > self._last_ts_ns:
             self._last_ts_ns = ts_ns
 
