@@ -25,7 +25,7 @@ from gateway.core.metrics import Counters
 from gateway.journal.store import Journal, JournalRunner
 from gateway.notify.channels import Message, render, send
 from gateway.notify.config import ChannelConfig, NotifyConfig
-from gateway.notify.store import Attempt, Group, NotifyStore
+from gateway.notify.store import EVENT_BATCH, Attempt, Group, NotifyStore
 
 if TYPE_CHECKING:
     from gateway.sinks.planner.feed import PlannerFeed
@@ -141,14 +141,9 @@ class Notifier:
 
     async def round(self) -> bool:
         """One pass: events, due levels, due messages; True if anything was sent."""
-        runner, store = self._runner, self.store
-        now = self._clock.now_ns()
-        while await runner.call(store.ingest_events, now):
-            pass
-        await runner.call(store.fire_due, now)
-        groups = await runner.call(store.claim, now)
+        read, groups = await self._runner.call(self.store.step, self._clock.now_ns())
         if not groups:
-            return False
+            return read > 0 and read >= 10 * EVENT_BATCH  # more events wait: go on at once
         await asyncio.gather(*(self._deliver(g) for g in groups))
         return True
 

@@ -469,17 +469,36 @@ class NotifyStore:
                     report.uncertain += 1
         return report
 
+    def step(self, now_ns: int, max_events: int = 10 * EVENT_BATCH) -> tuple[int, list[Group]]:
+        """One notifier round in one transaction: events in, due levels, due messages.
+
+        (events read, messages claimed). One commit (one fsync) stands between an alert
+        and its message leaving, instead of one per stage.
+        """
+        with self._tx() as cur:
+            read = 0
+            while read < max_events:
+                n = self._ingest(cur, now_ns, EVENT_BATCH)
+                read += n
+                if n < EVENT_BATCH:
+                    break
+            self._fire_due(cur, now_ns)
+            return read, self._claim(cur, now_ns)
+
     def ingest_events(self, now_ns: int, limit: int = EVENT_BATCH) -> int:
         """Turn alert events after the cursor into escalation state; returns how many."""
         with self._tx() as cur:
-            position = self._journal.cursor(CURSOR_SINK, CURSOR_STREAM)
-            batch = self._alerts.events_after(position, limit)
-            for event_id, event in batch:
-                self._apply(cur, event, now_ns)
-                position = event_id
-            if batch:
-                self._journal.set_cursor(CURSOR_SINK, CURSOR_STREAM, position, now_ns)
-            return len(batch)
+            return self._ingest(cur, now_ns, limit)
+
+    def _ingest(self, cur: sqlite3.Cursor, now_ns: int, limit: int) -> int:
+        position = self._journal.cursor(CURSOR_SINK, CURSOR_STREAM)
+        batch = self._alerts.events_after(position, limit)
+        for event_id, event in batch:
+            self._apply(cur, event, now_ns)
+            position = event_id
+        if batch:
+            self._journal.set_cursor(CURSOR_SINK, CURSOR_STREAM, position, now_ns)
+        return len(batch)
 
     def _apply(self, cur: sqlite3.Cursor, event: AlertEvent, now_ns: int) -> None:
         alert = event.alert
@@ -515,25 +534,28 @@ class NotifyStore:
         When one deadline is due, those due within the next ``group_wait_s`` fire with it,
         so level 2 of a storm goes out as one message per contact too.
         """
-        gw = _ns(self.config.group_wait_s)
-        fired = 0
         with self._tx() as cur:
-            first = cur.execute(
-                "SELECT MIN(next_due_ns) FROM notify_escalations WHERE state = 'active'"
-            ).fetchone()[0]
-            if first is None or first > now_ns:
-                return 0
-            due = cur.execute(
-                "SELECT alert_id, policy, base_ns, next_level, next_due_ns, repeats FROM"
-                " notify_escalations WHERE state = 'active' AND next_due_ns <= ?"
-                " ORDER BY next_due_ns, alert_id",
-                (now_ns + gw,),
-            ).fetchall()
-            for alert_id, policy_name, base_ns, level, due_ns, repeats in due:
-                fired += self._fire(
-                    cur, str(alert_id), str(policy_name), int(base_ns), int(level), int(due_ns),
-                    int(repeats), now_ns,
-                )  # fmt: skip
+            return self._fire_due(cur, now_ns)
+
+    def _fire_due(self, cur: sqlite3.Cursor, now_ns: int) -> int:
+        gw = _ns(self.config.group_wait_s)
+        first = cur.execute(
+            "SELECT MIN(next_due_ns) FROM notify_escalations WHERE state = 'active'"
+        ).fetchone()[0]
+        if first is None or first > now_ns:
+            return 0
+        due = cur.execute(
+            "SELECT alert_id, policy, base_ns, next_level, next_due_ns, repeats FROM"
+            " notify_escalations WHERE state = 'active' AND next_due_ns <= ?"
+            " ORDER BY next_due_ns, alert_id",
+            (now_ns + gw,),
+        ).fetchall()
+        fired = 0
+        for alert_id, policy_name, base_ns, level, due_ns, repeats in due:
+            fired += self._fire(
+                cur, str(alert_id), str(policy_name), int(base_ns), int(level), int(due_ns),
+                int(repeats), now_ns,
+            )  # fmt: skip
         return fired
 
     def _fire(
@@ -620,33 +642,36 @@ class NotifyStore:
 
     def claim(self, now_ns: int) -> list[Group]:
         """Messages due now, marked ``sending`` (committed) before anything goes out."""
+        with self._tx() as cur:
+            return self._claim(cur, now_ns)
+
+    def _claim(self, cur: sqlite3.Cursor, now_ns: int) -> list[Group]:
         gw = _ns(self.config.group_wait_s)
         groups: list[Group] = []
-        with self._tx() as cur:
-            # Retries and crash re-sends keep their group and id.
-            retry_ids = cur.execute(
-                "SELECT DISTINCT message_id FROM notify_outbox WHERE state = 'pending' AND"
-                " message_id IS NOT NULL AND next_try_ns <= ? ORDER BY message_id",
-                (now_ns,),
-            ).fetchall()
-            for (message_id,) in retry_ids:
-                rows = self._rows(cur, "state = 'pending' AND message_id = ?", (message_id,))
-                if rows:
-                    groups.append(self._group(cur, str(message_id), rows))
-            heads = cur.execute(
-                "SELECT contact, channel FROM notify_outbox WHERE state = 'pending' AND"
-                " message_id IS NULL GROUP BY contact, channel HAVING MIN(not_before_ns) <= ?",
-                (now_ns,),
-            ).fetchall()
-            for contact, channel in heads:
-                rows = self._rows(
-                    cur,
-                    "state = 'pending' AND message_id IS NULL AND contact = ? AND channel = ?"
-                    " AND not_before_ns <= ?",
-                    (contact, channel, now_ns + gw),
-                )
-                message_id = f"{self.hub}-n{rows[0].id}"
-                groups.append(self._group(cur, message_id, rows))
+        # Retries and crash re-sends keep their group and id.
+        retry_ids = cur.execute(
+            "SELECT DISTINCT message_id FROM notify_outbox WHERE state = 'pending' AND"
+            " message_id IS NOT NULL AND next_try_ns <= ? ORDER BY message_id",
+            (now_ns,),
+        ).fetchall()
+        for (message_id,) in retry_ids:
+            rows = self._rows(cur, "state = 'pending' AND message_id = ?", (message_id,))
+            if rows:
+                groups.append(self._group(cur, str(message_id), rows))
+        heads = cur.execute(
+            "SELECT contact, channel FROM notify_outbox WHERE state = 'pending' AND"
+            " message_id IS NULL GROUP BY contact, channel HAVING MIN(not_before_ns) <= ?",
+            (now_ns,),
+        ).fetchall()
+        for contact, channel in heads:
+            rows = self._rows(
+                cur,
+                "state = 'pending' AND message_id IS NULL AND contact = ? AND channel = ?"
+                " AND not_before_ns <= ?",
+                (contact, channel, now_ns + gw),
+            )
+            message_id = f"{self.hub}-n{rows[0].id}"
+            groups.append(self._group(cur, message_id, rows))
         return groups
 
     def _group(self, cur: sqlite3.Cursor, message_id: str, rows: list[OutRow]) -> Group:
