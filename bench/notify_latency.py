@@ -222,7 +222,8 @@ def main() -> None:
     r = asyncio.run(run(args))
     print(
         f"load: {args.rate:.0f} readings/s, {r['alerts']} excursions raised, {r['mailed']}"
-        f" e-mailed ({r['messages']} messages: alerts and all-clears), group_wait_s={args.group_wait}"
+        f" e-mailed ({r['messages']} messages: alerts, all-clears),"
+        f" group_wait_s={args.group_wait}"
     )
     print(f"{'latency (ms)':<40}{'p50':>9}{'p99':>9}")
     print(f"{'baseline: Apprise e-mail alone':<40}{r['direct_p50']:>9.1f}{r['direct_p99']:>9.1f}")

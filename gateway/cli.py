@@ -54,6 +54,15 @@ def summary(config: GatewayConfig, path: str) -> str:
             else f"org={influx.org} bucket={influx.bucket}"
         )
         lines.append(f"  influx     {influx.api} {influx.url} {target}")
+    notify = config.notify
+    if notify is None or not notify.contacts:
+        lines.append("  notify     (none: alerts reach no person; see docs/notifications.md)")
+    else:
+        channels = sum(len(c.channels) for c in notify.contacts)
+        lines.append(
+            f"  notify     {len(notify.contacts)} contact(s), {channels} channel(s),"
+            f" {len(notify.policies)} polic{'y' if len(notify.policies) == 1 else 'ies'}"
+        )
     return "\n".join(lines)
 
 
