@@ -193,6 +193,12 @@ class NotifyConfig(_Strict):
     give_up_after_s: float = Field(
         default=86_400.0, gt=0, description="a message failing this long is marked failed"
     )
+    sink_down_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="raise the gateway's sink_down alert when InfluxDB or the planner broker"
+        " has been unreachable this long",
+    )
     ack_url: str | None = Field(
         default=None,
         description="optional link put in each message, '{code}' replaced by the ack code",

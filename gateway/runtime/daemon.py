@@ -31,6 +31,8 @@ from gateway.outbox.streams import (
 )
 from gateway.runtime.reconnect import supervise
 from gateway.runtime.sdnotify import SystemdNotifier
+from gateway.runtime.sink_watch import DEFAULT_AFTER_S as DEFAULT_SINK_DOWN_S
+from gateway.runtime.sink_watch import SinkWatch
 from gateway.runtime.status import StatusReporter
 from gateway.sinks.influx import InfluxWriter
 from gateway.sinks.planner.commands import CommandRejected
@@ -158,6 +160,14 @@ class Gateway:
             self.status.sections["notifications"] = self.notifications.store.counts
         if self.evidence is not None:
             self.status.sections["evidence"] = self.evidence.status
+        # The gateway's own sink_down alert (an output unreachable for long).
+        self.sink_watch = SinkWatch(
+            [f.name for f in self.forwarders] + (["planner"] if self.planner else []),
+            self.counters,
+            self.clock,
+            self.engine.report,
+            after_s=config.notify.sink_down_after_s if config.notify else DEFAULT_SINK_DOWN_S,
+        )
         self.budget = DiskBudget(
             config.journal,
             self.runner,
@@ -185,6 +195,8 @@ class Gateway:
         await self.engine.restore()
         if self.evidence is not None:
             await self.evidence.start()
+        active = await self.runner.call(self.alerts.active)
+        self.sink_watch.restore((a.rule, a.subject) for a in active)
         try:
             async with asyncio.TaskGroup() as tg:
                 ingest_task = tg.create_task(self.ingest.run(), name="ingest")
@@ -209,6 +221,7 @@ class Gateway:
                     else []
                 )
                 prune_task = tg.create_task(self._prune_loop(), name="prune")
+                sink_watch_task = tg.create_task(self.sink_watch.run(), name="sink-watch")
                 budget_task = tg.create_task(
                     self.budget.run(await self._budget_alert_active()), name="journal-budget"
                 )
@@ -265,6 +278,7 @@ class Gateway:
                     watchdog_task,
                     *planner_tasks,
                     *notify_tasks,
+                    sink_watch_task,
                 ]
                 for task in [*forwarder_tasks, *background]:
                     task.cancel()

@@ -30,6 +30,7 @@ Rule = Literal[
     "checksum_rate",
     "data_gap",
     "journal_budget",
+    "sink_down",
 ]
 EventKindName = Literal["raised", "cleared"]
 SeverityName = Literal["warning", "critical"]
