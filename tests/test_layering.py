@@ -19,7 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gateway", "drivers", "firmware_sim")
 
 LAYERS: list[list[str]] = [
-    ["=gateway", "=gateway.notify"],  # packages with nothing but a docstring or version
+    [
+        "=gateway",
+        "=gateway.notify",
+        "=gateway.evidence",
+    ],  # packages with nothing but a docstring or version
     ["gateway.core"],
     ["drivers"],
     ["firmware_sim"],
@@ -30,20 +34,31 @@ LAYERS: list[list[str]] = [
         "gateway.sop.profiles",
         "gateway.outbox.lineprotocol",
     ],
-    ["gateway.sop.settings", "gateway.sinks.planner.config", "gateway.notify.config"],
+    [
+        "gateway.sop.settings",
+        "gateway.sinks.planner.config",
+        "gateway.notify.config",
+        "gateway.evidence.settings",
+    ],
     ["gateway.sop.spikes"],  # a pure rule the normaliser applies at ingest
     ["gateway.config"],
     ["gateway.journal", "gateway.influxql"],
-    ["gateway.ingest", "gateway.alerts", "gateway.custody"],
-    ["gateway.sop", "gateway.outbox", "gateway.notify.policy"],
-    ["gateway.notify.store"],
+    ["gateway.ingest", "gateway.alerts", "gateway.custody", "gateway.evidence.chain"],
+    [
+        "gateway.sop",
+        "gateway.outbox",
+        "gateway.notify.policy",
+        "gateway.evidence.checkpoint",
+    ],
+    ["gateway.notify.store", "gateway.evidence.service", "gateway.evidence.verify"],
     ["gateway.notify.history"],
     ["gateway.sinks"],
     ["gateway.notify.channels"],
     ["gateway.notify.service"],
     ["gateway.trace"],
     ["gateway.runtime"],
-    ["gateway.apps", "gateway.notify.cli"],
+    ["gateway.notify.cli", "gateway.evidence.cli"],  # command parts the apps use
+    ["gateway.apps"],
     ["gateway.cli"],
 ]
 

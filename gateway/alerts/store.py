@@ -33,6 +33,7 @@ from typing import Any
 
 from gateway.core.clock import iso_utc
 from gateway.core.errors import GatewayError
+from gateway.journal.tx import immediate
 
 
 class Severity(StrEnum):
@@ -241,14 +242,8 @@ class AlertStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        cur = self._db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._db) as cur:
             yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
 
     def _select(self, cur: sqlite3.Cursor, where: str, params: Sequence[object]) -> list[Alert]:
         rows = cur.execute(f"SELECT {_COLUMNS} FROM alerts WHERE {where}", params).fetchall()

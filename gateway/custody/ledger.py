@@ -49,6 +49,7 @@ from gateway.custody.events import (
     check_transition,
     from_json,
 )
+from gateway.journal.tx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS custody_events (
@@ -177,23 +178,10 @@ class CustodyLedger:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         try:
-            cur = self._db.cursor()
-            # FULL (2) or EXTRA (3) fsyncs the WAL at COMMIT; a journal opened with
-            # synchronous=normal is raised to FULL for the custody transaction only.
-            level = int(cur.execute("PRAGMA synchronous").fetchone()[0])
-            if level < 2:
-                cur.execute("PRAGMA synchronous=FULL")
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    yield cur
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-                cur.execute("COMMIT")
-            finally:
-                if level < 2:
-                    cur.execute(f"PRAGMA synchronous={level}")
+            # A journal opened with synchronous=normal is raised to FULL for the custody
+            # transaction only: a handoff is on disk before the caller acknowledges it.
+            with immediate(self._db, durable=True) as cur:
+                yield cur
         except sqlite3.Error as exc:
             msg = f"custody ledger write failed: {exc}"
             raise JournalError(msg) from exc

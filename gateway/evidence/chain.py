@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from gateway.journal.tx import immediate
+
 log = logging.getLogger(__name__)
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -356,16 +358,14 @@ class Sealer:
     def seal_now(self, now_ns: int) -> ChainEntry | None:
         """Seal in a transaction of its own (for rows written outside a reading commit)."""
         entry: ChainEntry | None = None
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            while True:
-                sealed = self.seal(now_ns)
-                if sealed is None:
-                    break
-                entry = sealed
-            self._db.execute("COMMIT")
+            with immediate(self._db):
+                while True:
+                    sealed = self.seal(now_ns)
+                    if sealed is None:
+                        break
+                    entry = sealed
         except BaseException:
-            self._db.execute("ROLLBACK")
             self.state = load_head(self._db)
             raise
         return entry

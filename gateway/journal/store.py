@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from gateway.core.errors import JournalError, JournalRefused, JournalUnwritable
 from gateway.core.model import Reading, Reject
+from gateway.journal.tx import immediate
 
 if TYPE_CHECKING:
     from gateway.evidence.chain import Sealer
@@ -399,14 +400,9 @@ class Journal:
     def set_cursors(self, sink: str, positions: Mapping[str, int], now_ns: int) -> None:
         """Record several of a sink's stream positions in one transaction (one fsync)."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._db):
                 for stream, position in positions.items():
                     self.set_cursor(sink, stream, position, now_ns)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             msg = f"cursor update failed: {exc}"
             raise JournalError(msg) from exc

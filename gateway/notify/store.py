@@ -33,6 +33,7 @@ from typing import Any, Final
 from gateway.alerts.store import Alert, AlertEvent, AlertState, AlertStore, EventKind, Severity
 from gateway.core.clock import NS_PER_S
 from gateway.journal.store import Journal
+from gateway.journal.tx import immediate
 from gateway.notify.config import NotifyConfig, PolicyConfig
 from gateway.notify.policy import ack_code, alert_zone, match_policy, normalise_code, quiet_until
 
@@ -201,14 +202,8 @@ class NotifyStore:
     # -- plumbing ----------------------------------------------------------------------
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        cur = self._db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._db) as cur:
             yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
 
     def _policy(self, name: str) -> PolicyConfig | None:
         return next((p for p in self.config.policies if p.name == name), None)
