@@ -236,7 +236,9 @@ class GatewayProcess:
             with contextlib.suppress(OSError):
                 for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
                     argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-                    if b"run" in argv and b"--config" in argv:  # not a short-lived helper
+                    # Not a short-lived helper of the wrapper (strace forks one to test
+                    # seccomp, with its own argv): the gateway's interpreter itself.
+                    if argv[0].endswith((b"python", b"python3")) and b"run" in argv:
                         return int(child)
             time.sleep(0.01)
         msg = f"process {pid} started no child within {timeout} s"

@@ -252,7 +252,9 @@ def cpu_per_reading(
     bare.start()
     ready.wait(10)
     stop, sent = ctx.Event(), ctx.Value("q", 0)
-    pub = ctx.Process(target=paced_publisher, args=(port, devices, args.cpu_rate, 10, stop, sent))
+    pub = ctx.Process(
+        target=paced_publisher, args=(port, devices, args.cpu_rate, 10, stop, sent), daemon=True
+    )
     pub.start()
     time.sleep(5)  # warm up
     assert bare.pid is not None
@@ -385,7 +387,9 @@ def main() -> None:
         ctx = mp.get_context("fork")
         pub_stop, pub_sent = ctx.Event(), ctx.Value("q", 0)
         pub = ctx.Process(
-            target=paced_publisher, args=(broker.port, DEVICES, 200.0, 1, pub_stop, pub_sent)
+            target=paced_publisher,
+            args=(broker.port, DEVICES, 200.0, 1, pub_stop, pub_sent),
+            daemon=True,
         )
         sim = SensorNodeSim("127.0.0.1", broker.port, DEVICES, interval_s=1.0, client_id="fp-sim")
         stop = threading.Event()
