@@ -242,8 +242,25 @@ class AlertStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
+        if self._db.in_transaction:  # inside transaction(): a savepoint of it
+            cur = self._db.cursor()
+            cur.execute("SAVEPOINT alert_store")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK TO alert_store")
+                cur.execute("RELEASE alert_store")
+                raise
+            cur.execute("RELEASE alert_store")
+            return
         with immediate(self._db) as cur:
             yield cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several store calls into one durable transaction (one fsync for all)."""
+        with self._tx():
+            yield
 
     def _select(self, cur: sqlite3.Cursor, where: str, params: Sequence[object]) -> list[Alert]:
         rows = cur.execute(f"SELECT {_COLUMNS} FROM alerts WHERE {where}", params).fetchall()

@@ -227,6 +227,11 @@ class Journal:
             # Deleted rows are not zeroed on disk when that costs an extra page write (the
             # build's default is ON: a prune would write every page it frees).
             self._db.execute("PRAGMA secure_delete=FAST")
+            # Checkpoint every ~4 MB of WAL (SQLite's default is 1000 pages, 4 MB with its
+            # default 4 KiB pages, 1 MB with ours): pages changed by every commit (the page
+            # header, the last pages of each table, interior pages) are checkpointed once
+            # per checkpoint, each as a 4 KiB write to the card.
+            self._db.execute(f"PRAGMA wal_autocheckpoint={4 * 1024 * 1024 // PAGE_SIZE}")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA busy_timeout=5000")
             # After a checkpoint the WAL file is cut back to this (it only grows otherwise).

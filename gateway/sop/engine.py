@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import get_args
+from typing import ParamSpec, Protocol, TypeVar, get_args
 
 from gateway.alerts.store import Alert, AlertStore, Severity
 from gateway.config import GatewayConfig
@@ -45,6 +45,21 @@ BUDGET_RULE = "budget"
 MKT_RULE = "mkt"
 Transition = ExcursionEvent | HealthEvent | DwellEvent | BudgetEvent | MktEvent
 WITHDRAWN_NOTE = "withdrawn: recorded late, in time"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Call(Protocol):
+    """JournalRunner.call, or _direct inside a group's transaction."""
+
+    def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        """Run fn with the arguments; await the result."""
+        ...
+
+
+async def _direct(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call fn here and now (on the journal thread, inside a group's transaction)."""
+    return fn(*args, **kwargs)
 
 
 class SopEngine:
@@ -157,8 +172,7 @@ class SopEngine:
             except asyncio.QueueEmpty:
                 return
             try:
-                for event in events:
-                    await self._apply(event)
+                await self._apply_group(events)
             finally:
                 self._queue.task_done()
 
@@ -351,25 +365,56 @@ class SopEngine:
         self._emit(events)
 
     async def _apply(self, event: Transition) -> None:
-        if isinstance(event, ExcursionEvent):
-            changed = await self._apply_excursion(event)
-        elif isinstance(event, HealthEvent):
-            changed = await self._apply_health(event)
-        elif isinstance(event, DwellEvent):
-            changed = await self._apply_dwell(event)
-        elif isinstance(event, MktEvent):
-            changed = await self._apply_mkt(event)
-        else:
-            changed = await self._apply_budget(event)
-        if changed:
+        if await self._apply_one(event, self._runner.call):
             for listener in self._listeners:
                 listener()
 
-    async def _apply_excursion(self, event: ExcursionEvent) -> bool:
+    async def _apply_group(self, events: Sequence[Transition]) -> None:
+        """Journal a batch's transitions in one transaction (one fsync, not one each).
+
+        An excursion often comes with a spike on every probe of the zone: a transaction
+        each put them one fsync apart on a loaded card. The whole group runs on the
+        journal thread, so no other journal work interleaves with the transaction.
+        """
+        if len(events) == 1:
+            await self._apply(events[0])
+            return
+
+        def apply_all() -> bool:
+            changed = False
+            with self.alerts.transaction():
+                for event in events:
+                    coro = self._apply_one(event, _direct)
+                    try:
+                        coro.send(None)
+                    except StopIteration as done:
+                        changed = bool(done.value) or changed
+                    else:  # _direct never suspends; anything else is a bug here
+                        coro.close()
+                        msg = "an alert transition suspended inside its transaction"
+                        raise RuntimeError(msg)
+            return changed
+
+        if await self._runner.call(apply_all):
+            for listener in self._listeners:
+                listener()
+
+    async def _apply_one(self, event: Transition, call: Call) -> bool:
+        if isinstance(event, ExcursionEvent):
+            return await self._apply_excursion(event, call)
+        if isinstance(event, HealthEvent):
+            return await self._apply_health(event, call)
+        if isinstance(event, DwellEvent):
+            return await self._apply_dwell(event, call)
+        if isinstance(event, MktEvent):
+            return await self._apply_mkt(event, call)
+        return await self._apply_budget(event, call)
+
+    async def _apply_excursion(self, event: ExcursionEvent, call: Call) -> bool:
         profile = self.monitor.zones[event.subject]
         limit = profile.max_c if event.direction == "high" else profile.min_c
         if event.kind == "raised":
-            alert, new = await self._runner.call(
+            alert, new = await call(
                 self.alerts.raise_alert,
                 "excursion",
                 event.subject,
@@ -386,7 +431,7 @@ class SopEngine:
                 log.warning("alert raised: %s %s", alert.id, alert.message)
             return new
         if event.kind == "cleared":
-            cleared = await self._runner.call(
+            cleared = await call(
                 self.alerts.clear, "excursion", event.subject, event.at_ns, event.peak_c
             )
             if cleared is not None:
@@ -394,10 +439,10 @@ class SopEngine:
             return cleared is not None
         return False
 
-    async def _apply_health(self, event: HealthEvent) -> bool:
+    async def _apply_health(self, event: HealthEvent, call: Call) -> bool:
         if event.kind == "raised":
             started = event.details.get("since_ns", event.at_ns)
-            alert, new = await self._runner.call(
+            alert, new = await call(
                 self.alerts.raise_alert,
                 event.rule,
                 event.subject,
@@ -412,15 +457,13 @@ class SopEngine:
             if new:
                 log.warning("alert raised: %s %s", alert.id, alert.message)
             return new
-        cleared = await self._runner.call(
-            self.alerts.clear, event.rule, event.subject, event.at_ns, event.value
-        )
+        cleared = await call(self.alerts.clear, event.rule, event.subject, event.at_ns, event.value)
         return cleared is not None
 
-    async def _apply_dwell(self, event: DwellEvent) -> bool:
+    async def _apply_dwell(self, event: DwellEvent, call: Call) -> bool:
         if event.kind == "resolved":
             note = WITHDRAWN_NOTE if event.withdrawn else ""
-            cleared = await self._runner.call(
+            cleared = await call(
                 partial(self.alerts.clear, note=note),
                 event.rule,
                 event.shipment,
@@ -431,7 +474,7 @@ class SopEngine:
                 log.info("alert %s %s", cleared.id, WITHDRAWN_NOTE)
             return cleared is not None
         verb = "over" if event.kind == "violated" else "nearing"
-        alert, new = await self._runner.call(
+        alert, new = await call(
             self.alerts.raise_alert,
             event.rule,
             event.shipment,
@@ -449,9 +492,9 @@ class SopEngine:
             log.warning("alert raised: %s %s", alert.id, alert.message)
         return new
 
-    async def _apply_budget(self, event: BudgetEvent) -> bool:
+    async def _apply_budget(self, event: BudgetEvent, call: Call) -> bool:
         severity = Severity.CRITICAL if event.kind == "violated" else Severity.WARNING
-        alert, new = await self._runner.call(
+        alert, new = await call(
             self.alerts.raise_alert,
             BUDGET_RULE,
             event.subject,
@@ -473,14 +516,14 @@ class SopEngine:
             log.warning("alert raised: %s %s", alert.id, alert.message)
         return new
 
-    async def _apply_mkt(self, event: MktEvent) -> bool:
+    async def _apply_mkt(self, event: MktEvent, call: Call) -> bool:
         if event.kind == "cleared":
-            cleared = await self._runner.call(
+            cleared = await call(
                 self.alerts.clear, MKT_RULE, event.subject, event.at_ns, event.value_c
             )
             return cleared is not None
         window_h = event.window_s / 3600
-        alert, new = await self._runner.call(
+        alert, new = await call(
             self.alerts.raise_alert,
             MKT_RULE,
             event.subject,
