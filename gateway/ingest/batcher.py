@@ -16,7 +16,7 @@ behind it.
 
 The time bound adapts to what the readings mean, not only to the load: each delivery is
 normalised and shown to the observers (the SOP engine) as it joins the batch, and a batch
-whose readings change an alert closes at once. So a quiet trickle waits out the whole
+whose readings change an alert stops waiting: it takes what is already queued and commits. So a quiet trickle waits out the whole
 bound (a commit, an fsync and its page writes every ``commit_interval_ms``, which is what
 wears an SD card) while an excursion is journaled, and its alert after it, within a commit.
 """
@@ -122,11 +122,13 @@ class Ingest:
             rows = len(first.delivery.samples)
             urgent = await self._take(first)
             deadline = loop.time() + self._interval
-            while rows < self._max_rows and not urgent:
+            while rows < self._max_rows:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    if rows >= self._early_rows:
+                    # Urgent: no more waiting, but what is already queued joins first
+                    # (in a burst, an alert storm must not cut the batches into slivers).
+                    if urgent or rows >= self._early_rows:
                         break
                     remaining = deadline - loop.time()
                     if remaining <= 0:
@@ -141,7 +143,7 @@ class Ingest:
                     break
                 batch.append(item)
                 rows += len(item.delivery.samples)
-                urgent = await self._take(item)
+                urgent = await self._take(item) or urgent
             await self._commit(batch)
 
     async def _take(self, pending: _Pending) -> bool:
