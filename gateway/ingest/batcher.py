@@ -16,9 +16,10 @@ behind it.
 
 The time bound adapts to what the readings mean, not only to the load: each delivery is
 normalised and shown to the observers (the SOP engine) as it joins the batch, and a batch
-whose readings change an alert stops waiting: it takes what is already queued and commits. So a quiet trickle waits out the whole
-bound (a commit, an fsync and its page writes every ``commit_interval_ms``, which is what
-wears an SD card) while an excursion is journaled, and its alert after it, within a commit.
+whose readings change an alert stops waiting: it takes what is already queued and
+commits. So a quiet trickle waits out the whole bound (a commit, an fsync and its page
+writes every ``commit_interval_ms``, which is what wears an SD card) while an excursion is
+journaled, and its alert after it, within a commit.
 """
 
 from __future__ import annotations
