@@ -36,7 +36,8 @@ from gateway.core.metrics import Counters
 from gateway.core.model import Delivery, Quality, Reading, Reject
 from gateway.ingest.bounds import screen
 from gateway.ingest.normalize import Normalizer
-from gateway.journal.identity import ReadingIdentity
+from gateway.journal.health import JournalHealth
+from gateway.journal.identity import ReadingIdentity, Screened
 from gateway.journal.store import JournalRunner
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class Ingest:
         commit_interval_s: float = 0.02,
         commit_max_rows: int = 5000,
         queue_deliveries: int = 1000,
+        health: JournalHealth | None = None,
     ) -> None:
         self._runner = runner
+        self._health = health
         self._normalizer = normalizer
         self._counters = counters
         self._clock = clock
@@ -161,9 +164,13 @@ class Ingest:
         rejects: list[Reject] = [*delivery.rejects, *out_of_bounds, *result.rejects]
         behind = self._identity.behind(readings) if readings else None
         if behind is not None:
-            screened = await self._runner.call(
-                self._identity.resolve, self._runner.journal.connection, readings, behind
-            )
+            try:
+                screened = await self._runner.call(
+                    self._identity.resolve, self._runner.journal.connection, readings, behind
+                )
+            except Exception as exc:  # the journal cannot be read: keep them (at least once)
+                log.error("journal lookup for redeliveries failed, keeping them: %s", exc)
+                screened = Screened(readings)
             readings = screened.fresh
             rejects.extend(screened.conflicts)
             if screened.duplicates:
@@ -193,9 +200,13 @@ class Ingest:
                 break
             except JournalError as exc:
                 counters.error("journal", str(exc))
+                if self._health is not None and isinstance(exc, JournalUnwritable):
+                    self._health.failed("ingest", exc, self._clock.now_ns())
                 delay = backoff.next()
                 log.error("journal commit failed, retrying in %.1f s: %s", delay, exc)
                 await self._clock.sleep(delay)
+        if self._health is not None and not self._health.writable:
+            self._health.recovered(self._clock.now_ns())
         self._identity.committed()
         self.last_id = max(self.last_id, stored.last_id)
         if stored.refused:

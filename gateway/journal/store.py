@@ -336,6 +336,22 @@ class Journal:
             raise journal_error("journal commit failed", exc) from exc
         return int(row[0]) if row else 0
 
+    def probe(self, now_ns: int) -> None:
+        """A one-row durable write: can the journal be written again (disk full, I/O)?"""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe_ns', ?)",
+                    (str(now_ns),),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise journal_error("journal probe failed", exc) from exc
+
     def rollback(self) -> None:
         """Roll back the open transaction, if SQLite has not already done so.
 

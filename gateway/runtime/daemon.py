@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from drivers.base import Driver
@@ -19,6 +20,7 @@ from gateway.evidence.service import EvidenceService, checkpoint_stream
 from gateway.ingest.batcher import Ingest
 from gateway.ingest.normalize import Normalizer
 from gateway.journal.budget import BudgetAlert, DiskBudget
+from gateway.journal.health import JournalHealth
 from gateway.journal.store import Journal, JournalRunner
 from gateway.outbox.forwarder import InfluxForwarder
 from gateway.outbox.streams import (
@@ -29,6 +31,7 @@ from gateway.outbox.streams import (
     health_stream,
     readings_stream,
 )
+from gateway.runtime.journal_alert import JournalAlarm, guarded
 from gateway.runtime.reconnect import supervise
 from gateway.runtime.sdnotify import SystemdNotifier
 from gateway.runtime.sink_watch import DEFAULT_AFTER_S as DEFAULT_SINK_DOWN_S
@@ -72,6 +75,7 @@ class Gateway:
         self.counters = Counters()
         self.journal = Journal(config.journal.path, config.journal.synchronous)
         self.runner = JournalRunner(self.journal)
+        self.journal_health = JournalHealth(str(config.journal.path))
         self.ingest = Ingest(
             self.runner,
             Normalizer(config),
@@ -79,6 +83,7 @@ class Gateway:
             self.clock,
             commit_interval_s=config.journal.commit_interval_ms / 1000,
             commit_max_rows=config.journal.commit_max_rows,
+            health=self.journal_health,
         )
         self.drivers = build_drivers(config, self.clock)
         self.alerts = AlertStore(self.journal.connection, config.hub.id)
@@ -156,6 +161,15 @@ class Gateway:
             self.clock,
             self.notifier,
         )
+        self.status.journal_health = self.journal_health
+        self.journal_alarm = JournalAlarm(
+            config.hub.id,
+            self.journal_health,
+            self.notifier,
+            self.engine.report,
+            self.planner,
+            [f.writer for f in self.forwarders],
+        )
         if self.notifications is not None:
             self.status.sections["notifications"] = self.notifications.store.counts
         if self.evidence is not None:
@@ -201,7 +215,8 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 ingest_task = tg.create_task(self.ingest.run(), name="ingest")
                 forwarder_tasks = [
-                    tg.create_task(f.run(), name=f"forward:{f.name}") for f in self.forwarders
+                    tg.create_task(self._guarded(f.name, f.run), name=f"forward:{f.name}")
+                    for f in self.forwarders
                 ]
                 drivers_stop = asyncio.Event()
                 driver_tasks = [
@@ -211,23 +226,37 @@ class Gateway:
                     )
                     for d in self.drivers
                 ]
-                status_task = tg.create_task(self.status.run(), name="status")
+                status_task = tg.create_task(
+                    self._guarded("status", self.status.run), name="status"
+                )
                 planner_tasks = (
-                    [tg.create_task(self.planner.run(), name="planner")] if self.planner else []
+                    [tg.create_task(self._guarded("planner", self.planner.run), name="planner")]
+                    if self.planner
+                    else []
                 )
                 notify_tasks = (
-                    [tg.create_task(self.notifications.run(), name="notify")]
+                    [tg.create_task(self._guarded("notify", self.notifications.run), name="notify")]
                     if self.notifications is not None
                     else []
                 )
-                prune_task = tg.create_task(self._prune_loop(), name="prune")
-                sink_watch_task = tg.create_task(self.sink_watch.run(), name="sink-watch")
-                budget_task = tg.create_task(
-                    self.budget.run(await self._budget_alert_active()), name="journal-budget"
+                prune_task = tg.create_task(self._guarded("prune", self._prune_loop), name="prune")
+                sink_watch_task = tg.create_task(
+                    self._guarded("sink-watch", self.sink_watch.run), name="sink-watch"
                 )
-                sop_task = tg.create_task(self.engine.run(), name="sop")
+                budget_active = await self._budget_alert_active()
+                budget_task = tg.create_task(
+                    self._guarded("journal-budget", lambda: self.budget.run(budget_active)),
+                    name="journal-budget",
+                )
+                # One failing transition or handler must not end the engine (nor the daemon).
+                sop_task = tg.create_task(
+                    self._guarded("sop", self.engine.run, any_error=True), name="sop"
+                )
+                probe_task = tg.create_task(
+                    self.journal_alarm.probe(self.runner, self.clock), name="journal-probe"
+                )
                 evidence_tasks = (
-                    [tg.create_task(self.evidence.run(), name="evidence")]
+                    [tg.create_task(self._guarded("evidence", self.evidence.run), name="evidence")]
                     if self.evidence is not None
                     else []
                 )
@@ -276,6 +305,7 @@ class Gateway:
                     budget_task,
                     sop_task,
                     watchdog_task,
+                    probe_task,
                     *planner_tasks,
                     *notify_tasks,
                     sink_watch_task,
@@ -291,6 +321,13 @@ class Gateway:
             self.status.write()
             self.runner.close()
             log.info("gateway stopped; journal closed")
+
+    async def _guarded(
+        self, name: str, loop: Callable[[], Awaitable[None]], *, any_error: bool = False
+    ) -> None:
+        await guarded(
+            name, loop, self.journal_health, self.counters, self.clock, any_error=any_error
+        )
 
     def hand_over_ports(self) -> None:
         """Before a reload: drivers that can keep their port open for the next gateway do.

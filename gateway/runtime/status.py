@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.core.clock import Clock, iso_utc
 from gateway.core.metrics import Counters
 from gateway.ingest.batcher import Ingest
+from gateway.journal.health import JournalHealth
 from gateway.journal.store import JournalRunner
 from gateway.outbox.forwarder import InfluxForwarder
 from gateway.runtime.sdnotify import SystemdNotifier
@@ -69,6 +70,7 @@ class StatusReporter:
         self._extras: dict[str, Any] = {}
         self._last_rate: tuple[float, int] | None = None
         self._wear = WearMeter(config.journal.card_endurance_tb)
+        self.journal_health: JournalHealth | None = None  # set by the daemon
         # More status.json sections, each computed on the journal thread at every refresh
         # (the notifier's outbox counts). Nothing secret may go in one.
         self.sections: dict[str, Callable[[], Any]] = {}
@@ -92,6 +94,9 @@ class StatusReporter:
             for f in self.forwarders
             if counters.connected.get(f.name) is False
         ]
+        health = self.journal_health
+        if health is not None and health.state is not None:
+            reasons.append(f"journal unwritable: {health.state.error}"[:200])
         return (HubState.DEGRADED if reasons else HubState.ONLINE), reasons
 
     async def refresh(self) -> None:

@@ -31,6 +31,7 @@ Rule = Literal[
     "data_gap",
     "journal_budget",
     "sink_down",
+    "journal_unwritable",
 ]
 EventKindName = Literal["raised", "cleared"]
 SeverityName = Literal["warning", "critical"]

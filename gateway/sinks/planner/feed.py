@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
@@ -35,9 +36,10 @@ from typing import Any, Final
 import aiomqtt
 
 from drivers.mqtt import client as mqtt_client
-from gateway.alerts.store import AlertEvent, AlertStore
+from gateway.alerts.store import Alert, AlertEvent, AlertStore
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
+from gateway.core.errors import JournalError
 from gateway.core.metrics import Counters
 from gateway.core.tls import persistent_session_kwargs
 from gateway.custody.events import CustodyRecord
@@ -123,6 +125,10 @@ class PlannerFeed:
         self._running = False
         self._client: aiomqtt.Client | None = None
         self._published_status: tuple[HubState, tuple[str, ...]] | None = None
+        # Alerts that are not in the journal (journal_unwritable: the disk is what failed),
+        # retained while active, republished on every connection; see publish_volatile.
+        self._volatile: dict[str, Alert] = {}
+        self._volatile_dirty: set[str] = set()
 
     # -- topics ------------------------------------------------------------------------
     @property
@@ -143,6 +149,17 @@ class PlannerFeed:
     def wake(self) -> None:
         """New alert events are in the journal (or health changed): publish now."""
         self._wake.set()
+
+    def publish_volatile(self, alert: Alert) -> None:
+        """Publish an alert the journal cannot hold (retained while active, then removed).
+
+        For the gateway's ``journal_unwritable``: the alert outbox is in the journal, which
+        is exactly what cannot be written. Kept in memory and republished after every
+        reconnect until it clears.
+        """
+        self._volatile[alert.id] = alert
+        self._volatile_dirty.add(alert.id)
+        self.wake()
 
     async def run(self) -> None:
         """Connect, publish and reconnect with backoff until close() or cancellation."""
@@ -242,6 +259,7 @@ class PlannerFeed:
                     extra={"component": COMPONENT},
                 )
                 self._published_status = None
+                self._volatile_dirty = set(self._volatile)
                 commands = f"{self.prefix}cmd/+"
                 granted = await client.subscribe(commands, qos=self.config.qos)
                 codes = [code if isinstance(code, int) else code.value for code in granted]
@@ -250,6 +268,7 @@ class PlannerFeed:
                     msg = f"broker refused subscription {commands!r}: commands are not received"
                     self._counters.error(COMPONENT, msg)
                     log.error(msg, extra={"component": COMPONENT})
+                await self._republish_active(client)
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._read_commands(client))
@@ -282,8 +301,47 @@ class PlannerFeed:
             # Cleared before the work, so a wake() during the drain is not lost.
             self._wake.clear()
             await self._publish_status(client)
-            await self._drain(client)
+            await self._publish_volatile(client)
+            try:
+                await self._drain(client)
+            except (JournalError, sqlite3.Error) as exc:
+                # The journal failed (disk full, I/O): the outbox waits there; the
+                # volatile alerts and the status above still go out. Retry on the next wake.
+                self._counters.error(COMPONENT, f"journal: {exc}")
+                log.error(
+                    "planner outbox: journal error, retrying: %s",
+                    exc,
+                    extra={"component": COMPONENT},
+                )
             await self._wait_for_wake(interval)
+
+    async def _republish_active(self, client: aiomqtt.Client) -> None:
+        """Every active alert's retained topic again, on every new connection.
+
+        A broker that lost its retained store (SIGKILL before it saved, a new broker)
+        would otherwise not show an alert raised before the reconnect until it changes.
+        """
+        try:
+            active = await self._runner.call(self._store.active)
+        except (JournalError, sqlite3.Error) as exc:
+            log.error("cannot read active alerts to republish: %s", exc)
+            return
+        for alert in active:
+            await client.publish(
+                self.alert_topic(alert.id),
+                json_bytes(retained_payload(alert)),
+                qos=self.config.qos,
+                retain=True,
+            )
+
+    async def _publish_volatile(self, client: aiomqtt.Client) -> None:
+        for aid in sorted(self._volatile_dirty):
+            alert = self._volatile[aid]
+            body = json_bytes(retained_payload(alert)) if alert.active else b""
+            await client.publish(self.alert_topic(aid), body, qos=self.config.qos, retain=True)
+            self._volatile_dirty.discard(aid)
+            if not alert.active:
+                del self._volatile[aid]
 
     async def _publish_status(self, client: aiomqtt.Client) -> None:
         state, reasons = self._health()
