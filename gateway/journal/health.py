@@ -51,6 +51,7 @@ class JournalHealth:
         self.path = path
         self.state: Unwritable | None = None  # set while unwritable
         self.failures = 0
+        self.failures_in_a_row = 0  # since the last successful write
         self._listeners: list[Listener] = []
 
     @property
@@ -65,6 +66,7 @@ class JournalHealth:
     def failed(self, component: str, exc: BaseException, now_ns: int) -> None:
         """A write to the journal failed for a storage reason (not the data's)."""
         self.failures += 1
+        self.failures_in_a_row += 1
         if self.state is not None:
             return
         self.state = Unwritable(now_ns, component, str(exc)[:300])
@@ -79,6 +81,7 @@ class JournalHealth:
 
     def recovered(self, now_ns: int) -> None:
         """A write succeeded: the state clears."""
+        self.failures_in_a_row = 0
         state = self.state
         if state is None:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -283,6 +284,9 @@ class Journal:
         try:
             if not self.readonly:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            # A full disk or an I/O error: the WAL stays and is replayed at the next open.
+            logging.getLogger(__name__).warning("journal checkpoint at close failed: %s", exc)
         finally:
             self._db.close()
 

@@ -6,11 +6,16 @@ Real Mosquitto and InfluxDB (tests/conftest.py fixtures), the gateway in-process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.node import SensorNodeSim
@@ -112,3 +117,132 @@ async def test_sigterm_under_load_leaves_no_duplicate_journal_rows(
 def _rounds(nodes: SensorNodeSim, rounds: int) -> None:
     for _ in range(rounds):
         nodes.publish_round()
+
+
+class RetainedWatcher:
+    """A planner-side client that keeps the latest retained payload per topic."""
+
+    def __init__(self, broker: Mosquitto, topic: str) -> None:
+        self.seen: dict[str, bytes] = {}
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id="planner-watch"
+        )
+        self._client.on_message = self._on_message
+        self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.seen[msg.topic] = msg.payload
+
+    def rules(self) -> list[str]:
+        """Rules of the active retained alerts seen (an empty payload removes one)."""
+        return [json.loads(p)["rule"] for p in list(self.seen.values()) if p]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str = "6m") -> Iterator[Path]:
+    """A tmpfs of its own (root only): a disk that really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the disk-full test fills it)")
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Grow a file until the filesystem is full (again); returns it."""
+    filler = disk / "filler"
+    chunk = b"\0" * 4096
+    try:
+        with filler.open("ab") as f:
+            while True:
+                f.write(chunk)
+                f.flush()
+    except OSError:
+        pass  # full
+    return filler
+
+
+async def test_a_full_disk_is_a_state_alerted_everywhere_and_recording_resumes(
+    tmp_path: Path, mosquitto: Mosquitto, influx_db: tuple[InfluxDB1, str]
+) -> None:
+    influx, db = influx_db
+    with small_tmpfs(tmp_path / "disk") as disk:
+        sections = mqtt_sections(
+            mosquitto, {"api": "v1", "url": influx.url, "database": db, "max_backoff_s": 1}
+        )
+        sections["sinks"]["planner"] = {
+            "host": mosquitto.host,
+            "port": mosquitto.port,
+            "client_id": "gw-planner",
+            "status_interval_s": 0.5,
+        }
+        config = hub_config(tmp_path, **sections)
+        config = config.model_copy(
+            update={"journal": config.journal.model_copy(update={"path": disk / "journal.db"})}
+        )
+        watcher = RetainedWatcher(mosquitto, "coldchain/v1/hub-test/alerts/+")
+        try:
+            async with running_gateway(config) as gw:
+                with SensorNodeSim(
+                    mosquitto.host, mosquitto.port, DEVICES, interval_s=1, seed=5
+                ) as nodes:
+                    await wait_for(lambda: gw.counters.connected.get("nodes"), what="subscribed")
+                    await publish_rounds(nodes, 20)
+                    await wait_for(lambda: gw.counters.committed == 60, what="first readings")
+                    filler = await asyncio.to_thread(fill, disk)
+
+                    async def unwritable() -> bool:
+                        # SQLite reuses WAL frames after a checkpoint, so commits succeed now
+                        # and then until the file itself must grow; whatever it releases is
+                        # taken again here, until the commits fail for good.
+                        await asyncio.to_thread(nodes.publish_round)
+                        await asyncio.to_thread(fill, disk)
+                        return gw.journal_health.failures_in_a_row >= 5
+
+                    await wait_for(unwritable, timeout=60, what="the journal to fail")
+                    # No exit; the alert is out on the channels that need no disk.
+                    await wait_for(
+                        lambda: "journal_unwritable" in watcher.rules(), what="planner alert"
+                    )
+                    await wait_for(
+                        lambda: influx.count(db, "alert", "rule = 'journal_unwritable'") >= 1,
+                        what="InfluxDB alert point",
+                    )
+                    assert any("journal unwritable" in r for r in gw.status.hub_state()[1])
+                    await publish_rounds(nodes, 10)  # accepted by the broker, held there
+                    sent = sum(nodes.sent.values())
+                    assert gw.counters.committed < sent
+                    filler.unlink()  # space returns
+                    await wait_for(lambda: gw.journal_health.writable, timeout=30, what="recovery")
+                    await wait_for(
+                        lambda: gw.counters.committed == sent, timeout=30, what="every reading"
+                    )
+                    await wait_for(
+                        lambda: "journal_unwritable" not in watcher.rules(), what="cleared"
+                    )
+                    await gw.sop_settled()
+                    history = await gw.runner.call(gw.alerts.events_after, 0, 100)
+                    kinds = [
+                        str(e.kind) for _, e in history if e.alert.rule == "journal_unwritable"
+                    ]
+                    assert kinds[:1] == ["raised"] and kinds[-1:] == ["cleared"]
+            rows = sqlite3.connect(disk / "journal.db").execute("SELECT COUNT(*) FROM readings")
+            assert rows.fetchone()[0] == sent
+        finally:
+            watcher.close()
