@@ -194,7 +194,7 @@ async def test_a_full_disk_is_a_state_alerted_everywhere_and_recording_resumes(
         }
         config = hub_config(tmp_path, **sections)
         config = config.model_copy(
-            update={"journal": config.journal.model_copy(update={"path": disk / "journal.db"})}
+            update={"journal": config.journal.model_copy(update={"path": str(disk / "journal.db")})}
         )
         watcher = RetainedWatcher(mosquitto, "coldchain/v1/hub-test/alerts/+")
         try:
