@@ -333,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_arguments(p)
     p.set_defaults(func=run_keys)
 
+    from gateway.evidence.cli import add_verify_report_arguments, run_verify_report
+
+    p = sub.add_parser("verify-report", help="check a signed claim report and its CSV/JSON")
+    add_verify_report_arguments(p)
+    p.set_defaults(func=run_verify_report)
+
     from gateway.apps.verify_cli import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="check the custody hash chain in the journal and InfluxDB")

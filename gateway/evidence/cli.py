@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.config import GatewayConfig, load_config
 from gateway.core.errors import ConfigError
@@ -209,3 +210,98 @@ def evidence_rows(config: GatewayConfig, args: argparse.Namespace, source: str) 
             out.lines.append("evidence: NOT ANCHORED: no signed checkpoint matched the chain")
             out.unanchored = True
     return out
+
+
+def add_verify_report_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``coldchain verify-report``."""
+    p.add_argument("file", type=Path, help="the signed claim report (PDF)")
+    p.add_argument("--csv", type=Path, default=None, help="its CSV (default: same name, .csv)")
+    p.add_argument("--json", type=Path, default=None, help="its JSON (default: same name, .json)")
+    p.add_argument(
+        "--public-key",
+        default=None,
+        help="the hub's published public key (base64, PEM, or a file); without it the"
+        " signer's key is only reported",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="the hub's config: also check the covering checkpoint against its journal",
+    )
+
+
+def run_verify_report(args: argparse.Namespace) -> int:
+    """``coldchain verify-report``: 0 genuine, 1 altered or not signed by the hub, 2 usage,
+    3 a file could not be read."""
+    from gateway.core.keys import KeyError_, fingerprint, parse_public_key, public_raw
+    from gateway.evidence.report_sign import check_report
+
+    pdf: Path = args.file
+    if not pdf.is_file():
+        print(f"coldchain verify-report: {pdf} does not exist", file=sys.stderr)
+        return 3
+    public = None
+    config = None
+    try:
+        if args.public_key:
+            text = args.public_key
+            if Path(text).is_file():
+                text = Path(text).read_text(encoding="utf-8")
+            public = parse_public_key(text)
+        if args.config:
+            config = _config(args.config)
+            if config is None:
+                return 2
+            if public is None:
+                from gateway.evidence.verify import resolve_public_key
+
+                public, _ = resolve_public_key(None, config.evidence.key_path(config.journal.path))
+    except (KeyError_, OSError) as exc:
+        print(f"coldchain verify-report: {exc}", file=sys.stderr)
+        return 2
+    files = {
+        "csv": args.csv or pdf.with_suffix(".csv"),
+        "json": args.json or pdf.with_suffix(".json"),
+    }
+    result = check_report(pdf, public, files)
+    if config is not None and result.manifest is not None:
+        _against_journal(config, result)
+    manifest = result.manifest or {}
+    print(f"report {manifest.get('report_id', '?')} (shipment {manifest.get('shipment', '?')})")
+    print(f"signature: {result.pyhanko_summary or 'none'}, signer key {result.signer_key or '-'}")
+    if public is not None:
+        print(f"hub key: {fingerprint(public_raw(public))}")
+    for note in result.notes:
+        print(f"  {note}")
+    for problem in result.problems:
+        print(f"  FAILED: {problem}")
+    print("verify-report: OK" if result.ok else "verify-report: FAILED")
+    return 0 if result.ok else 1
+
+
+def _against_journal(config: GatewayConfig, result: Any) -> None:
+    """The covering checkpoint's head must be in the hub's intact chain."""
+    from gateway.core.errors import GatewayError
+    from gateway.evidence import checkpoint as cp
+    from gateway.evidence.verify import verify_evidence
+
+    point = (result.manifest or {}).get("checkpoint")
+    if point is None:
+        return
+    try:
+        found = verify_evidence(Path(config.journal.path), config.hub.id, public=None)
+    except GatewayError as exc:
+        result.notes.append(f"journal not checked: {exc}")
+        return
+    checkpoint = cp.from_json(point)
+    if found.chain.finding is not None:
+        result.problems.append(f"the hub's journal is altered: {found.chain.finding.describe()}")
+    elif found.chain.heads.get(checkpoint.seq) != checkpoint.head:
+        result.problems.append(
+            f"the hub's chain has another head at entry {checkpoint.seq} than the report's"
+            " checkpoint"
+        )
+    else:
+        result.notes.append(
+            f"the covering checkpoint (chain entry {checkpoint.seq}) matches the hub's journal"
+        )

@@ -149,8 +149,15 @@ def evidence_result(config: GatewayConfig) -> Any | None:
     return found if found.altered else None
 
 
-def write_outputs(result: TraceResult, out_dir: Path) -> dict[str, Path]:
-    """Write PDF, CSV and JSON into out_dir; returns their paths by kind."""
+def write_outputs(
+    result: TraceResult, out_dir: Path, config: GatewayConfig | None = None
+) -> dict[str, Path]:
+    """Write PDF, CSV and JSON into out_dir; returns their paths by kind.
+
+    With the config, the PDF carries the report's evidence (report id, software version,
+    config fingerprint, covering checkpoint, SHA-256 of the CSV and JSON) and is signed
+    with the hub key when the key can be read (gateway.evidence.report).
+    """
     from gateway.trace.report_pdf import write_pdf
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +169,14 @@ def write_outputs(result: TraceResult, out_dir: Path) -> dict[str, Path]:
     }
     write_csv(result, paths["csv"])
     write_json(result, paths["json"])
-    write_pdf(result, paths["pdf"])
+    if config is None:
+        write_pdf(result, paths["pdf"])
+        return paths
+    from gateway.evidence.report import make_manifest, manifest_rows, sign_if_keyed
+
+    manifest = make_manifest(config, result, {k: paths[k] for k in ("csv", "json")})
+    write_pdf(result, paths["pdf"], evidence=manifest_rows(manifest))
+    sign_if_keyed(config, paths["pdf"], manifest)
     return paths
 
 
@@ -258,7 +272,7 @@ def run_trace(args: argparse.Namespace) -> int:
                 progress=progress,
             )
             bar.update(task, description="writing report")
-            paths = write_outputs(result, Path(args.out))
+            paths = write_outputs(result, Path(args.out), config)
     except TraceInputError as exc:
         err.print(f"coldchain trace: {exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT

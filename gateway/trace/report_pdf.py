@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.graphics.shapes import Drawing, Line, PolyLine, Rect, String
@@ -22,6 +23,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
     Paragraph,
@@ -214,8 +216,43 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequenc
     return t
 
 
-def write_pdf(result: TraceResult, path: str | Path) -> None:
-    """Render the claim report to ``path``."""
+class NumberedCanvas(Canvas):
+    """A canvas that knows the page count: footers say "page x of y" (one pass)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pages: list[dict[str, Any]] = []
+
+    def showPage(self) -> None:
+        self._pages.append(dict(self.__dict__))
+        self._startPage()  # type: ignore[attr-defined]
+
+    def drawString(self, x: float, y: float, text: str, *args: Any, **kwargs: Any) -> None:
+        # The footer's total is unknown until the end: mark it, replace it on save.
+        if "{total}" in text:
+            self._footers = [*getattr(self, "_footers", []), (len(self._pages), x, y, text)]
+            return
+        super().drawString(x, y, text, *args, **kwargs)
+
+    def save(self) -> None:
+        total = len(self._pages)
+        footers = getattr(self, "_footers", [])
+        for index, state in enumerate(self._pages):
+            self.__dict__.update(state)
+            for page, x, y, text in footers:
+                if page == index:
+                    self.setFont("Helvetica", 7)
+                    super().drawString(x, y, text.replace("{total}", str(total)))
+            super().showPage()
+        super().save()
+
+
+def write_pdf(
+    result: TraceResult,
+    path: str | Path,
+    evidence: Sequence[tuple[str, str]] | None = None,
+) -> None:
+    """Render the claim report to ``path``; ``evidence``: the report's identity rows."""
     styles = getSampleStyleSheet()
     h1, h2, body = styles["Title"], styles["Heading2"], styles["BodyText"]
     p = result.profile
@@ -448,6 +485,16 @@ def write_pdf(result: TraceResult, path: str | Path) -> None:
             [30, 36, 114],
         ),
     ]
+    if evidence:
+        story += [
+            Paragraph("Report evidence", h2),
+            _table(["item", "value"], [[k, v] for k, v in evidence], [40, 140]),
+            Paragraph(
+                "Check with <b>coldchain verify-report</b> and the hub's published public key;"
+                " any PAdES validator shows the signature.",
+                body,
+            ),
+        ]
 
     def footer(canvas: object, doc: SimpleDocTemplate) -> None:
         c = canvas
@@ -456,7 +503,8 @@ def write_pdf(result: TraceResult, path: str | Path) -> None:
         c.drawString(  # type: ignore[attr-defined]
             15 * mm,
             8 * mm,
-            f"{result.shipment} - {result.verdict.upper()} - hub {result.hub} - page {doc.page}",
+            f"{result.shipment} - {result.verdict.upper()} - hub {result.hub} - page {doc.page}"
+            + " of {total}",  # NumberedCanvas fills in the total
         )
         c.restoreState()  # type: ignore[attr-defined]
 
@@ -470,4 +518,4 @@ def write_pdf(result: TraceResult, path: str | Path) -> None:
         title=f"Shipment trace {result.shipment}",
         author=f"coldchain gateway, hub {result.hub}",
     )
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    doc.build(story, onFirstPage=footer, onLaterPages=footer, canvasmaker=NumberedCanvas)

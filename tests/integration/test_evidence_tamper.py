@@ -9,9 +9,11 @@ external checkpoints left where the run put them (InfluxDB).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -171,8 +173,8 @@ async def test_tampering_with_a_real_run_is_found_and_named(
     assert f"readings id {target} (sensor cr1-a, zone cold-room-1" in out
     assert "altered" in out
     out_dir = tmp_path / "trace-edit"
-    assert main(["trace", "SH-9", "--config", str(cfg), "--source", "journal",
-                 "--out", str(out_dir)]) in (0, 1)  # fmt: skip
+    trace = ["trace", "SH-9", "--config", str(cfg), "--source", "journal", "--out", str(out_dir)]
+    assert await asyncio.to_thread(main, trace) in (0, 1)
     capsys.readouterr()
     summary = json.loads((out_dir / "trace-SH-9.json").read_text())
     assert summary["verdict"] == "reject"
@@ -243,3 +245,83 @@ async def test_tampering_with_a_real_run_is_found_and_named(
     # ... and with only the journal (no external copy) the same forgery would pass:
     code, out = _verify(cfg, capsys, "--source", "journal")
     assert code == 0, "documented limit: a stolen key and no external copy"
+
+    # 8. The signed claim report of the intact run: pyHanko's own validation accepts it,
+    # verify-report accepts it and rejects an edited PDF or CSV.
+    cfg, journal = _copy(tmp_path, "report", influx.url, db)
+    out_dir = tmp_path / "report-out"
+    trace = ["trace", "SH-9", "--config", str(cfg), "--source", "journal", "--out", str(out_dir)]
+    await asyncio.to_thread(main, trace)
+    capsys.readouterr()
+    # pyHanko's validation runs its own event loop: off this test's loop.
+    await asyncio.to_thread(_report_checks, out_dir, journal, cfg, tmp_path, capsys)
+
+
+def _report_checks(
+    out_dir: Path, journal: Path, cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pdf = out_dir / "trace-SH-9.pdf"
+    _pyhanko_accepts(pdf)
+    # Pages a person can open (kept under pytest's basetemp): the evidence block is shown.
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(out_dir / "page")], check=True)
+    assert sorted(out_dir.glob("page*.png"))
+    text = subprocess.run(
+        ["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "Report evidence" in text and "report id" in text and "config fingerprint" in text
+    assert "covering checkpoint" in text and "SHA-256 of CSV" in text
+    assert "page 1 of " in text
+    public = (journal.parent / "hub-key.pub").read_text()
+    pub_file = tmp_path / "published.pub"
+    pub_file.write_text(public)
+    assert (
+        main(["verify-report", str(pdf), "--public-key", str(pub_file), "--config", str(cfg)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "verify-report: OK" in out
+    assert "matches the SHA-256 in the signed manifest" in out
+    assert "the covering checkpoint (chain entry" in out
+
+    csv_path = out_dir / "trace-SH-9.csv"
+    original_csv = csv_path.read_bytes()
+    lines = original_csv.decode().splitlines(keepends=True)
+    lines[-1] = lines[-1].replace("9", "4", 1)  # the warm reading "fixed"
+    assert "".join(lines).encode() != original_csv
+    csv_path.write_text("".join(lines))
+    assert main(["verify-report", str(pdf), "--public-key", str(pub_file)]) == 1
+    assert "trace-SH-9.csv does not match the signed report" in capsys.readouterr().out
+    csv_path.write_bytes(original_csv)
+
+    data = bytearray(pdf.read_bytes())
+    at = data.find(b"SH-9", len(data) // 4)
+    data[at : at + 4] = b"SH-8"
+    edited = out_dir / "edited.pdf"
+    edited.write_bytes(bytes(data))
+    files = ["--csv", str(csv_path), "--json", str(out_dir / "trace-SH-9.json")]
+    assert main(["verify-report", str(edited), "--public-key", str(pub_file), *files]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+    other = tmp_path / "other.pub"
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.core.keys import public_pem
+
+    other.write_text(public_pem(Ed25519PrivateKey.generate().public_key()))
+    assert main(["verify-report", str(pdf), "--public-key", str(other)]) == 1
+    assert "not the hub key" in capsys.readouterr().out
+
+
+def _pyhanko_accepts(pdf: Path) -> None:
+    """pyHanko's own validator, trusting the certificate the hub key made."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+    from pyhanko_certvalidator import ValidationContext
+
+    with pdf.open("rb") as fh:
+        reader = PdfFileReader(fh)
+        (sig,) = reader.embedded_signatures
+        status = validate_pdf_signature(sig, ValidationContext(trust_roots=[sig.signer_cert]))
+        assert status.bottom_line, status.pretty_print_details()
+        assert status.coverage == SignatureCoverageLevel.ENTIRE_FILE
+        assert sig.sig_object["/SubFilter"] == "/ETSI.CAdES.detached"  # PAdES

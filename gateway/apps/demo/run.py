@@ -43,6 +43,7 @@ from gateway.apps.demo.scenario import (
 )
 from gateway.apps.demo.services import DemoServices, influx_count
 from gateway.apps.demo.view import DemoView, alerts_table
+from gateway.config import GatewayConfig
 from gateway.runtime.daemon import Gateway
 from gateway.runtime.logs import setup_logging
 from gateway.runtime.status_view import counters_table
@@ -68,6 +69,17 @@ async def _modbus_freezer(out: Path, stack: contextlib.AsyncExitStack) -> str | 
     await bus.start_serial(pty.a)
     stack.push_async_callback(bus.stop)
     return pty.b
+
+
+def _demo_hub_key(config: GatewayConfig) -> None:
+    """The demo hub gets its own key (as `coldchain keys init` makes it): signed
+    checkpoints and signed claim reports."""
+    from gateway.core.keys import generate_private_key, public_pem
+
+    key = config.evidence.key_path(config.journal.path)
+    if not key.exists():
+        private = generate_private_key(key)
+        key.with_suffix(".pub").write_text(public_pem(private.public_key()), encoding="utf-8")
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -104,6 +116,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
         services.mqtt,
         modbus_port,
     )
+    _demo_hub_key(config)
     gateway = Gateway(config)
     view = DemoView()
     gateway.ingest.on_commit(view.on_commit)
