@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.clock import Clock, iso_utc
@@ -121,6 +121,9 @@ class EvidenceService:
         self._custody_sealed = self.sealer.state.sealed.get("custody_events", 0)
         self._wake = asyncio.Event()
         self._key_published = False
+        # Woken after each checkpoint (the forwarder, the planner feed): a checkpoint
+        # leaves the box at once, not at the sinks' next unrelated wake-up.
+        self.on_checkpoint: list[Callable[[], None]] = []
 
     def _load_key(self) -> None:
         from gateway.core.keys import (
@@ -172,6 +175,8 @@ class EvidenceService:
         made = await self._runner.call(work)
         self.checkpoints += 1
         self.last_checkpoint = made
+        for listener in self.on_checkpoint:
+            listener()
         self._custody_sealed = self.sealer.state.sealed.get("custody_events", 0)
         return made
 

@@ -147,8 +147,11 @@ class Gateway:
             self.engine.on_alert_change(self.notifications.wake)
             if self.planner is not None:
                 self.notifications.attach_planner(self.planner)
-        if self.planner is not None and self.evidence is not None:
-            self.planner.extra_drains.append(self.evidence.drain_planner)
+        if self.evidence is not None:
+            self.evidence.on_checkpoint += [f.wake for f in self.forwarders]
+            if self.planner is not None:
+                self.planner.extra_drains.append(self.evidence.drain_planner)
+                self.evidence.on_checkpoint.append(self.planner.wake)
         self.notifier = notifier or SystemdNotifier()
         self.status = StatusReporter(
             config,
