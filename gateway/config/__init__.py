@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +99,18 @@ class SensorConfig(_Strict):
     model: Literal["ds18b20", "sht3x", "pt100", "generic"] = "generic"
     interval_s: float = Field(default=10.0, gt=0)
     offset_c: float = 0.0
-    calibration_id: str | None = None
+    calibration_id: str | None = Field(
+        default=None, description="the calibration certificate's id (shown in claim reports)"
+    )
+    serial: str | None = Field(default=None, max_length=64, description="the probe's serial")
+    accuracy_c: float | None = Field(
+        default=None, gt=0, description="the probe's stated accuracy, +/- °C"
+    )
+    calibration_due: datetime.date | None = Field(
+        default=None,
+        description="when the calibration certificate expires; a report covering a later"
+        " time lists the sensor as a review reason",
+    )
     min_valid_c: float = -60.0
     max_valid_c: float = 80.0
 

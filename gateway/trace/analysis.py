@@ -24,7 +24,7 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.config import SensorConfig, ZoneConfig
 from gateway.core.clock import NS_PER_S
@@ -89,6 +89,19 @@ __all__ = [
 
 
 # -- custody -------------------------------------------------------------------------
+
+
+def _identity(sensor: Any) -> dict[str, Any]:
+    """Device identity fields of a configured sensor for the report (issue 17)."""
+    if sensor is None:
+        return {}
+    due = getattr(sensor, "calibration_due", None)
+    return {
+        "serial": getattr(sensor, "serial", None),
+        "accuracy_c": getattr(sensor, "accuracy_c", None),
+        "calibration_due": due.isoformat() if due is not None else None,
+        "model": getattr(sensor, "model", None),
+    }
 
 
 def custody_spans(steps: Sequence[CustodyStep], as_of_ns: int) -> list[tuple[str, int, int, bool]]:
@@ -323,6 +336,7 @@ def analyze(
             configured=s in configured,
             readings=counts[0],
             flagged=counts[1],
+            **_identity(configured.get(s)),
         )
         for (s, z), counts in sorted(seen_sensors.items(), key=lambda kv: (kv[0][1], kv[0][0]))
     ]
@@ -340,6 +354,7 @@ def analyze(
         as_of_ns,
         None if any(st.seq is None for st in steps) else max(st.seq or 0 for st in steps),
         withdrawn,
+        sensors=sensors_used,
     )
     return TraceResult(
         shipment=shipment,

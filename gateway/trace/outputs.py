@@ -283,6 +283,10 @@ def summary(result: TraceResult) -> dict[str, Any]:
                 "configured": u.configured,
                 "readings": u.readings,
                 "flagged": u.flagged,
+                "model": u.model,
+                "serial": u.serial,
+                "accuracy_c": u.accuracy_c,
+                "calibration_due": u.calibration_due,
             }
             for u in result.sensors
         ],

@@ -458,19 +458,31 @@ def write_pdf(
         ),
         Paragraph("Sensors", h2),
         _table(
-            ["sensor", "zone", "calibration id", "interval", "readings", "flagged"],
+            [
+                "sensor",
+                "zone",
+                "model / serial",
+                "accuracy",
+                "calibration (due)",
+                "interval",
+                "readings",
+                "flagged",
+            ],
             [
                 [
                     u.sensor + ("" if u.configured else " (not in config)"),
                     u.zone,
-                    u.calibration_id or "none recorded",
+                    " / ".join(x for x in (u.model, u.serial) if x) or "-",
+                    f"±{u.accuracy_c:g} °C" if u.accuracy_c is not None else "-",
+                    (u.calibration_id or "none recorded")
+                    + (f" (due {u.calibration_due})" if u.calibration_due else ""),
                     f"{u.interval_s:g} s",
                     str(u.readings),
                     str(u.flagged),
                 ]
                 for u in result.sensors
             ],
-            [40, 30, 44, 22, 22, 22],
+            [28, 24, 28, 16, 38, 14, 16, 16],
         ),
         Paragraph("Custody record chain", h2),
         _table(

@@ -192,6 +192,10 @@ class SensorUsed:
     configured: bool
     readings: int
     flagged: int
+    serial: str | None = None
+    accuracy_c: float | None = None
+    calibration_due: str | None = None  # ISO date
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

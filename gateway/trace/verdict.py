@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.core.clock import iso_utc
+from gateway.core.clock import NS_PER_S, iso_utc
 from gateway.sop.profiles import ProductProfile
 from gateway.trace.query import AlarmRecord
 from gateway.trace.result import (
@@ -25,6 +25,7 @@ from gateway.trace.result import (
     DwellCheck,
     ExcursionRecord,
     Reason,
+    SensorUsed,
     TraceStats,
     Verdict,
 )
@@ -50,6 +51,26 @@ def verdict_of(reasons: Sequence[Reason]) -> Verdict:
     return "accept"
 
 
+def _overdue_calibrations(sensors: Sequence[SensorUsed], as_of_ns: int) -> list[Reason]:
+    """A sensor whose calibration expired before the trace's end: its readings need review."""
+    import datetime as dt
+
+    until = dt.datetime.fromtimestamp(as_of_ns / NS_PER_S, tz=dt.UTC).date()
+    out: list[Reason] = []
+    for s in sensors:
+        if s.calibration_due is not None and dt.date.fromisoformat(s.calibration_due) < until:
+            cert = f" (certificate {s.calibration_id})" if s.calibration_id else ""
+            out.append(
+                Reason(
+                    "review",
+                    "calibration_overdue",
+                    f"sensor {s.sensor} in {s.zone}: calibration{cert} was due"
+                    f" {s.calibration_due}, before the end of this trace",
+                )
+            )
+    return out
+
+
 def reasons(
     profile: ProductProfile,
     stats: TraceStats,
@@ -63,6 +84,7 @@ def reasons(
     as_of_ns: int,
     last_seq: int | None,
     withdrawn: Sequence[str] = (),
+    sensors: Sequence[SensorUsed] = (),
 ) -> list[Reason]:
     """Every reason for the verdict, worst kinds first."""
     out: list[Reason] = []
@@ -202,6 +224,7 @@ def reasons(
         )
     if chain.status == "not_verified":
         out.append(Reason("review", "chain_not_verified", chain.reason))
+    out += _overdue_calibrations(sensors, as_of_ns)
     if chain.status == "altered":
         out.append(Reason("reject", "records_altered", chain.reason))
     if custody_open:
