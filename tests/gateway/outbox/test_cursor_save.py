@@ -41,6 +41,10 @@ def _readings(n: int, start: int) -> list[Reading]:
     ]
 
 
+def _noop() -> None:
+    return None
+
+
 async def _until(condition: object) -> None:
     async with asyncio.timeout(5):
         while not condition():  # type: ignore[operator]
@@ -55,19 +59,23 @@ async def test_cursor_saved_once_per_interval_and_at_stop(runner: JournalRunner)
     journal.commit_batch(_readings(5, 0), [], 0)
     task = asyncio.create_task(fwd.run())
     await _until(lambda: fwd.cursor == 5)
+    await runner.call(_noop)  # the save it submitted has run (one journal thread, FIFO)
     assert journal.cursor("influx", "readings") == 5, "the first batch is saved"
     journal.commit_batch(_readings(5, 5), [], 0)
     fwd.wake()
     await _until(lambda: fwd.cursor == 10)
+    await runner.call(_noop)  # the save it submitted has run (one journal thread, FIFO)
     assert journal.cursor("influx", "readings") == 5, "within 10 s: only in memory"
     clock.advance(10)
     journal.commit_batch(_readings(5, 10), [], 0)
     fwd.wake()
     await _until(lambda: fwd.cursor == 15)
+    await runner.call(_noop)  # the save it submitted has run (one journal thread, FIFO)
     assert journal.cursor("influx", "readings") == 15, "10 s later the batch saves it"
     journal.commit_batch(_readings(5, 15), [], 0)
     fwd.wake()
     await _until(lambda: fwd.cursor == 20)
+    await runner.call(_noop)  # the save it submitted has run (one journal thread, FIFO)
     task.cancel()
     await fwd.save_cursors()  # what the daemon does at stop
     assert journal.cursor("influx", "readings") == 20
