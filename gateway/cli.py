@@ -8,11 +8,36 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.config import GatewayConfig, load_config
 from gateway.core.clock import iso_utc
-from gateway.core.errors import ConfigError, GatewayError
+from gateway.core.errors import ConfigError, GatewayError, JournalError
+
+if TYPE_CHECKING:
+    from gateway.journal.store import Journal
+
+DEFAULT_CONFIG = "/etc/coldchain/gateway.toml"
+"""Where ``systemd/install.sh`` puts the config; every command that takes --config uses it."""
+CONFIG_HELP = "the gateway config (TOML; default: %(default)s)"
+
+
+def _open_journal(config: GatewayConfig, *, write: bool = False) -> Journal:
+    """The daemon's existing journal: never a new, empty one for a mistyped path.
+
+    Read-only commands open it read-only; ``write`` (ack, handoff) opens it for writing,
+    but only if the daemon has made it.
+    """
+    from gateway.journal.store import Journal
+
+    path = Path(config.journal.path)
+    if not path.is_file():
+        msg = f"no journal at {path} (journal.path): has the daemon run with this config?"
+        raise JournalError(msg)
+    if write:
+        return Journal(path)
+    return Journal.open_readonly(path)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -111,10 +136,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
-    from gateway.journal.store import Journal
-
     config = load_config(args.config)
-    journal = Journal(config.journal.path)
+    journal = _open_journal(config)
     try:
         for d in journal.dead_letters(args.limit):
             payload = d.payload[:120].decode("utf-8", "backslashreplace")
@@ -130,13 +153,12 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     import time
 
     from gateway.alerts.store import AlertError, AlertStore
-    from gateway.journal.store import Journal
     from gateway.notify.cli import record_lines
     from gateway.notify.history import alarm_logs
     from gateway.notify.store import code_of, resolve_ack_code
 
     config = load_config(args.config)
-    journal = Journal(config.journal.path)
+    journal = _open_journal(config, write=args.action == "ack")
     store = AlertStore(journal.connection, config.hub.id)
     db = journal.connection
     try:
@@ -187,7 +209,6 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
 
     from gateway.custody.events import CustodyEvent
     from gateway.custody.ledger import CustodyLedger
-    from gateway.journal.store import Journal
 
     config = load_config(args.config)
     body: dict[str, object] = {
@@ -209,7 +230,7 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
     except (ValueError, GatewayError) as exc:
         print(f"coldchain: handoff refused: {exc}", file=sys.stderr)
         return 2
-    journal = Journal(config.journal.path)
+    journal = _open_journal(config, write=True)
     try:
         ledger = CustodyLedger(
             journal.connection,
@@ -268,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the gateway daemon")
-    p.add_argument("--config", "-c", required=True, help="path to the TOML config")
+    p.add_argument(
+        "--config", "-c", required=True, help=f"the gateway config (TOML), e.g. {DEFAULT_CONFIG}"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file and list every problem")
@@ -276,14 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("status", help="show the running daemon's state")
-    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.add_argument("--status-file", help="read this status.json instead of the config's")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("dead-letters", help="list journaled inputs that could not be read")
-    p.add_argument("--config", "-c", required=True)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
+    p.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
     p.set_defaults(func=_cmd_dead_letters)
 
     p = sub.add_parser(
@@ -294,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recent", type=int, default=0, help="also list the last N cleared alerts")
     p.add_argument("--by", help="who acknowledges (for ack)")
     p.add_argument("--note", help="why (for ack)")
-    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.set_defaults(func=_cmd_alerts)
 
     from gateway.notify.cli import add_notify_arguments, run_notify
@@ -324,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note")
     p.add_argument("--at", help="ISO 8601 time with offset; default now")
     p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the daemon")
-    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.set_defaults(func=_cmd_handoff)
 
     from gateway.evidence.cli import add_keys_arguments, run_keys
@@ -373,7 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         from firmware_sim.cli import run as run_sim
 
         return run_sim(args)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"coldchain: config rejected: {exc}", file=sys.stderr)
+        if exc.problems:
+            print(exc.render(), file=sys.stderr)
+        return 2
+    except (GatewayError, OSError) as exc:
+        # A user's or the machine's problem (journal missing, permission): say it, no trace.
+        print(f"coldchain {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return code
 
 
