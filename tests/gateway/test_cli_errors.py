@@ -36,6 +36,8 @@ class Command:
     config: str | None = "--config"
     """How the command takes the config file (None: it takes none)."""
     reads_journal: bool = False
+    verdict_on_stdout: bool = False
+    """A check whose FAILED verdict is its normal output (verify-report on a bad PDF)."""
 
 
 COMMANDS = [
@@ -57,6 +59,7 @@ COMMANDS = [
     Command(("keys",)),
     Command(("keys", "init")),
     Command(("keys", "show")),
+    Command(("verify-report",), needs=("{pdf}",), reads_journal=True, verdict_on_stdout=True),
     Command(("verify",), reads_journal=True, needs=("--source", "journal")),
     Command(("trace",), needs=("SH-1", "--source", "journal", "--quiet"), reads_journal=True),
     Command(("demo",), missing=("demo", "--duration"), config=None),
@@ -110,6 +113,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     broken.write_text('[hub]\nid = "hub-1\n', encoding="utf-8")  # unterminated string
     invalid = tmp / "invalid.toml"
     invalid.write_text('[hub]\nid = "hub 1"\ncolour = "red"\n', encoding="utf-8")
+    pdf = tmp / "trace-SH-1.pdf"
+    pdf.write_bytes(b"%PDF-1.7 not really\n")
     typo = tmp / "typo.toml"
     example = (ROOT / "examples" / "gateway.toml").read_text(encoding="utf-8")
     journal = tmp / "no-such-dir" / "journal.db"
@@ -125,21 +130,23 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "typo": typo,
         "journal": journal,
         "cwd": tmp,
+        "pdf": pdf,
     }
 
 
 def _cases(files: dict[str, Path]) -> list[tuple[str, Command, list[str]]]:
     cases: list[tuple[str, Command, list[str]]] = []
     for c in COMMANDS:
+        needs = [str(files["pdf"]) if n == "{pdf}" else n for n in c.needs]
         bare = list(c.missing) if c.missing is not None else list(c.words)
         if c.words != ("check-config",) or c.missing is not None:
             cases.append(("missing arguments", c, bare))
         if c.config is None:
             continue
         for kind in ("missing", "broken", "invalid"):
-            cases.append((f"{kind} config", c, [*c.words, *c.needs, *_config_args(c, files[kind])]))
+            cases.append((f"{kind} config", c, [*c.words, *needs, *_config_args(c, files[kind])]))
         if c.reads_journal:
-            cases.append(("no journal", c, [*c.words, *c.needs, *_config_args(c, files["typo"])]))
+            cases.append(("no journal", c, [*c.words, *needs, *_config_args(c, files["typo"])]))
     return cases
 
 
@@ -151,8 +158,10 @@ def test_no_traceback_for_any_mistake(files: dict[str, Path]) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda case: _run(case[2], files["cwd"]), cases))
     failures = []
-    for (what, _, argv), done in zip(cases, results, strict=True):
+    for (what, command, argv), done in zip(cases, results, strict=True):
         err = done.stderr.strip()
+        if command.verdict_on_stdout and not err and "FAILED" in done.stdout:
+            err = done.stdout.strip()
         bad = []
         if done.returncode == 0:
             bad.append("exit 0")
