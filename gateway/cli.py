@@ -126,12 +126,62 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"no status at {path}: {exc} (is the daemon running?)", file=sys.stderr)
         return 1
+    stale = _stale(status)
     if args.json:
         print(json.dumps(status, indent=2))
-        return 0
-    from gateway.runtime.status_view import render_status
+    else:
+        from gateway.runtime.status_view import render_status
 
-    render_status(status)
+        render_status(status)
+    if stale:
+        # The last status a dead daemon left: show it, but say so and fail (scripts, monit).
+        print(f"STALE: {stale}; this is the last status the daemon wrote", file=sys.stderr)
+        return 3
+    return 0
+
+
+STALE_AFTER_S = 120.0  # a running daemon rewrites status.json every status_interval_s
+
+
+def _stale(status: dict[str, object]) -> str | None:
+    """Why a status file is not the state of a running daemon (None: it is)."""
+    import os
+    from datetime import UTC, datetime
+
+    pid = status.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"the daemon (pid {pid}) is not running"
+        except PermissionError:
+            pass  # alive, another user's
+    at = status.get("at")
+    try:
+        written = datetime.fromisoformat(str(at))
+    except ValueError:
+        return f"the status has no readable time ({at!r})"
+    if written.tzinfo is None:
+        written = written.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - written).total_seconds()
+    if age > STALE_AFTER_S:
+        return f"written {age:.0f} s ago (more than {STALE_AFTER_S:.0f} s)"
+    return None
+
+
+def _cmd_journal_salvage(args: argparse.Namespace) -> int:
+    from gateway.journal.integrity import integrity_problems, salvage
+
+    damaged = Path(args.damaged)
+    if not damaged.is_file():
+        print(f"no such file: {damaged}", file=sys.stderr)
+        return 1
+    into = Path(args.into) if args.into else damaged.with_name(damaged.name + ".salvaged.db")
+    problems = integrity_problems(damaged)
+    print(f"{damaged}: " + ("; ".join(problems[:5]) if problems else "integrity_check ok"))
+    report = salvage(damaged, into)
+    print("\n".join(report.lines()))
+    print(f"into {into}")
     return 0
 
 
@@ -303,6 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-file", help="read this status.json instead of the config's")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("journal", help="journal maintenance: salvage a damaged journal")
+    journal_sub = p.add_subparsers(dest="journal_command", required=True)
+    q = journal_sub.add_parser(
+        "salvage", help="copy what is readable from a damaged journal, with a report"
+    )
+    q.add_argument("damaged", help="the damaged file (journal.db.damaged-<time>)")
+    q.add_argument("--into", help="journal to copy into (default: <damaged>.salvaged.db)")
+    q.set_defaults(func=_cmd_journal_salvage)
 
     p = sub.add_parser("dead-letters", help="list journaled inputs that could not be read")
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)

@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.core.clock import iso_utc
-from gateway.core.errors import GatewayError
+from gateway.core.errors import GatewayError, JournalError
 from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.custody.chain import (
     GENESIS_HASH,
@@ -358,8 +358,14 @@ def check_journal(
     journal_path: Path, config: GatewayConfig
 ) -> tuple[VerifyResult, list[HandoffRecord], int]:
     """The journal's chain check, its records and the forwarder's custody cursor."""
+    from gateway.journal.integrity import integrity_problems
     from gateway.journal.store import Journal
 
+    # A page the chain walk never touches can still be damaged: never OK for such a file.
+    problems = integrity_problems(journal_path)
+    if problems:
+        msg = f"journal {journal_path} fails integrity_check: {'; '.join(problems[:5])}"
+        raise JournalError(msg)
     journal = Journal.open_readonly(journal_path)
     try:
         ledger = CustodyLedger(

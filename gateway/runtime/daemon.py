@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drivers.base import Driver
@@ -21,7 +22,8 @@ from gateway.ingest.batcher import Ingest
 from gateway.ingest.normalize import Normalizer
 from gateway.journal.budget import BudgetAlert, DiskBudget
 from gateway.journal.health import JournalHealth
-from gateway.journal.store import Journal, JournalRunner
+from gateway.journal.integrity import DAMAGED_RULE, open_checked
+from gateway.journal.store import JournalRunner
 from gateway.outbox.forwarder import InfluxForwarder
 from gateway.outbox.streams import (
     STREAM_READINGS,
@@ -73,7 +75,10 @@ class Gateway:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.counters = Counters()
-        self.journal = Journal(config.journal.path, config.journal.synchronous)
+        # quick_check first: a damaged journal is moved aside and a fresh one started.
+        self.journal, self.journal_damage = open_checked(
+            Path(config.journal.path), config.journal.synchronous
+        )
         self.runner = JournalRunner(self.journal)
         self.journal_health = JournalHealth(str(config.journal.path))
         self.ingest = Ingest(
@@ -210,6 +215,20 @@ class Gateway:
         """Run until stop is set, then flush: drivers stop, the queue commits, sinks drain."""
         self.ingest.last_id = await self.runner.call(self.journal.last_id)
         await self.engine.restore()
+        if self.journal_damage is not None:
+            damage = self.journal_damage
+            hub = self.config.hub.id
+            self.engine.report(
+                [
+                    HealthEvent(
+                        "raised", DAMAGED_RULE, hub, self.clock.now_ns(), None, None,
+                        f"journal was damaged ({'; '.join(damage.problems)[:200]}); moved to"
+                        f" {damage.moved_to}, recording into a fresh journal; run coldchain"
+                        f" journal salvage {damage.moved_to} --into {self.config.journal.path}",
+                        "critical", {"moved_to": str(damage.moved_to)},
+                    )
+                ]
+            )  # fmt: skip
         if self.evidence is not None:
             await self.evidence.start()
         active = await self.runner.call(self.alerts.active)

@@ -32,6 +32,7 @@ Rule = Literal[
     "journal_budget",
     "sink_down",
     "journal_unwritable",
+    "journal_damaged",
 ]
 EventKindName = Literal["raised", "cleared"]
 SeverityName = Literal["warning", "critical"]
