@@ -100,7 +100,8 @@ async def test_the_daemon_starts_on_a_damaged_journal_with_a_fresh_one_and_the_a
     stop.set()
     await task
     assert [(a.rule, str(a.severity)) for a in active] == [("journal_damaged", "critical")]
-    assert any(name.startswith("journal.db.damaged-") for name in os.listdir(tmp_path))
+    assert gateway.journal_damage is not None
+    assert gateway.journal_damage.moved_to.name.startswith("journal.db.damaged-")
 
 
 def test_verify_never_says_ok_for_a_damaged_journal(
