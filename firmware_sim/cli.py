@@ -31,7 +31,7 @@ def _say(text: str) -> None:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``sim`` subcommand (with ``serial`` and ``mqtt``) on a CLI."""
     sim = subparsers.add_parser("sim", help="run sensor simulators (serial board, MQTT nodes)")
-    kinds = sim.add_subparsers(dest="sim_kind", required=True)
+    kinds = sim.add_subparsers(dest="sim_kind", required=True, help="what to simulate")
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="SECONDS",
         help="simulated seconds after start when the compressor fails",
     )
-    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
     common.add_argument("--rounds", type=int, default=None, help="stop after N rounds")
 
     serial = kinds.add_parser("serial", parents=[common], help="a sensor board on a pty")
@@ -63,11 +63,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     modbus.add_argument("--link-dir", type=Path, default=None, help="where to keep the links")
 
     node = kinds.add_parser("mqtt", parents=[common], help="MQTT sensor nodes")
-    node.add_argument("--host", default="127.0.0.1")
-    node.add_argument("--port", type=int, default=1883)
-    node.add_argument("--devices", type=int, default=3)
+    node.add_argument("--host", default="127.0.0.1", help="MQTT broker host")
+    node.add_argument("--port", type=int, default=1883, help="MQTT broker port")
+    node.add_argument("--devices", type=int, default=3, help="number of sensor nodes")
     node.add_argument("--malformed", type=float, default=0.0, help="rate of malformed payloads")
-    node.add_argument("--client-id", default="coldchain-node-sim")
+    node.add_argument("--client-id", default="coldchain-node-sim", help="MQTT client id")
     node.add_argument(
         "--dialect",
         choices=DIALECTS,

@@ -1,4 +1,4 @@
-"""The ``coldchain`` command: run, check-config, demo, sim, status, dead-letters, discover."""
+"""The ``coldchain`` command: the gateway daemon and the operator's tools around it."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.config import GatewayConfig, load_config
+from gateway.config import CONFIG_HELP, DEFAULT_CONFIG, GatewayConfig, load_config
 from gateway.core.clock import iso_utc
 from gateway.core.errors import ConfigError, GatewayError, JournalError
 
 if TYPE_CHECKING:
     from gateway.journal.store import Journal
-
-DEFAULT_CONFIG = "/etc/coldchain/gateway.toml"
-"""Where ``systemd/install.sh`` puts the config; every command that takes --config uses it."""
-CONFIG_HELP = "the gateway config (TOML; default: %(default)s)"
 
 
 def _open_journal(config: GatewayConfig, *, write: bool = False) -> Journal:
@@ -332,11 +328,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+class _RootHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The root help: the command list is the epilog's table (one line each, unwrapped)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):
+            return ""
+        return super()._format_action(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="coldchain", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="coldchain",
+        description="Cold-chain hub gateway: the daemon and the operator's tools around it.",
+        formatter_class=_RootHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"coldchain {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands below"
+    )
 
     p = sub.add_parser("run", help="run the gateway daemon")
     p.add_argument(
@@ -345,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file and list every problem")
-    p.add_argument("file")
+    p.add_argument("file", help="the config file to check (TOML)")
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("status", help="show the running daemon's state")
@@ -371,7 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "alerts", help="active alerts with who was notified, or acknowledge one (id or code)"
     )
-    p.add_argument("action", nargs="?", choices=["list", "ack", "show"], default="list")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "ack", "show"],
+        default="list",
+        help="list (default): active alerts; show ID: one alert; ack ID --by NAME",
+    )
     p.add_argument("id", nargs="?", help="alert id or the ack code from a notification")
     p.add_argument("--recent", type=int, default=0, help="also list the last N cleared alerts")
     p.add_argument("--by", help="who acknowledges (for ack)")
@@ -386,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_notify)
 
     p = sub.add_parser("handoff", help="record a custody event (queued for the daemon)")
-    p.add_argument("shipment")
+    p.add_argument("shipment", help="shipment id")
     p.add_argument(
         "event",
         choices=[
@@ -398,12 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
             "handed_to_carrier",
             "returned",
         ],
+        help="what happened to the shipment",
     )
-    p.add_argument("--zone", required=True)
+    p.add_argument("--zone", required=True, help="the zone where it happened (a zone id)")
     p.add_argument("--by", required=True, help="who handled it")
-    p.add_argument("--carrier")
+    p.add_argument("--carrier", help="carrier name (for handed_to_carrier)")
     p.add_argument("--profile", help="product profile (first event of a shipment)")
-    p.add_argument("--note")
+    p.add_argument("--note", help="free text kept with the event")
     p.add_argument("--at", help="ISO 8601 time with offset; default now")
     p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the daemon")
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
@@ -444,7 +462,32 @@ def build_parser() -> argparse.ArgumentParser:
     from firmware_sim.cli import add_parser as add_sim_parser
 
     add_sim_parser(sub)
+    parser.epilog = _root_epilog(sub)
     return parser
+
+
+_EXIT_CODES = f"""\
+exit codes (each command's --help says more):
+  0    done / everything checked is fine
+  1    a problem found or the operation failed (daemon down or degraded, alert
+       not found, tampering, journal missing)
+  2    usage or config error (nothing was done)
+  3    a source could not be read, or a handoff is still queued
+  130  interrupted (Ctrl-C)
+
+examples:
+  coldchain check-config {DEFAULT_CONFIG}
+  coldchain status                      # per-zone temperatures; exit 1 if the daemon is down
+  coldchain alerts ack excursion-3f2a9c0d1e4b5a67 --by ana --note "door closed"
+  coldchain demo                        # a simulated hub end to end, nothing to install"""
+
+
+def _root_epilog(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> str:
+    """Every command with its one-line purpose (from its own help: one copy), then exits."""
+    rows = [(action.dest, action.help or "") for action in sub._choices_actions]
+    width = max(len(name) for name, _ in rows)
+    lines = ["commands:", *(f"  {name:<{width}}  {text}" for name, text in rows)]
+    return "\n".join([*lines, "", _EXIT_CODES])
 
 
 def main(argv: list[str] | None = None) -> int:

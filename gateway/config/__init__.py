@@ -348,6 +348,12 @@ def parse_config(data: dict[str, Any]) -> GatewayConfig:
         raise ConfigError(msg, problems) from exc
 
 
+DEFAULT_CONFIG = "/etc/coldchain/gateway.toml"
+"""Where ``systemd/install.sh`` puts the config: the default of every command's --config."""
+CONFIG_HELP = "the gateway config (TOML; default: %(default)s)"
+"""The help text of that --config option (argparse fills in the default)."""
+
+
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a config file; every problem is reported with its field path."""
     p = Path(path)

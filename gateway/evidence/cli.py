@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import CONFIG_HELP, DEFAULT_CONFIG, GatewayConfig, load_config
 from gateway.core.errors import ConfigError
 
 KeysAction = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -27,8 +27,8 @@ EXTRA_ACTIONS: dict[str, tuple[str, KeysAction]] = {}
 
 def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``keys`` subcommands."""
-    parser.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
-    actions = parser.add_subparsers(dest="keys_action", required=True)
+    parser.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
+    actions = parser.add_subparsers(dest="keys_action", required=True, help="what to do")
     made = [
         actions.add_parser(
             "init", help="make the hub's Ed25519 key (signs checkpoints and claim reports)"
@@ -39,7 +39,12 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
         made.append(actions.add_parser(name, help=help_text))
         add(made[-1])
     for action in made:  # `coldchain keys init --config F` as well as `keys --config F init`
-        action.add_argument("--config", "-c", default=argparse.SUPPRESS)
+        action.add_argument(
+            "--config",
+            "-c",
+            default=argparse.SUPPRESS,
+            help=CONFIG_HELP % {"default": DEFAULT_CONFIG},
+        )
 
 
 def _config(path: str) -> GatewayConfig | None:

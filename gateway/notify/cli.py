@@ -8,7 +8,7 @@ import sys
 import time
 
 from gateway.alerts.store import Alert
-from gateway.config import load_config
+from gateway.config import CONFIG_HELP, DEFAULT_CONFIG, load_config
 from gateway.core.errors import ConfigError
 from gateway.notify.history import AlarmLog, attempt_text, local_time
 
@@ -21,7 +21,7 @@ def add_notify_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``coldchain notify``."""
     p.add_argument("action", choices=["test"], help="test: send a test message")
     p.add_argument("contact", help="a contact name from [notify]")
-    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
 
 
 def run_notify(args: argparse.Namespace) -> int:

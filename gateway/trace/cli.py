@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import CONFIG_HELP, DEFAULT_CONFIG, GatewayConfig, load_config
 from gateway.core.clock import datetime_to_ns, iso_utc
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.influxql.client import InfluxQLClient
@@ -51,7 +51,7 @@ VERDICT_EXIT = {"accept": 0, "review": 4, "reject": 5}
 def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``coldchain trace``."""
     p.add_argument("shipment", help="shipment id")
-    p.add_argument("--config", "-c", default="/etc/coldchain/gateway.toml")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.add_argument(
         "--source",
         choices=["influx", "journal"],

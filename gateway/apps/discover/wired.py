@@ -32,8 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--bauds", default="9600,19200,4800", help="rates to try in order, e.g. 9600,19200"
     )
     p.add_argument("--all-bauds", action="store_true", help="keep trying after a rate answers")
-    p.add_argument("--parity", choices=["N", "E", "O"], default="N")
-    p.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    p.add_argument(
+        "--parity", choices=["N", "E", "O"], default="N", help="serial parity (default: N)"
+    )
+    p.add_argument(
+        "--stopbits", type=int, choices=[1, 2], default=1, help="serial stop bits (default: 1)"
+    )
     p.add_argument("--timeout", type=float, default=0.2, help="seconds to wait per slave id")
 
 
