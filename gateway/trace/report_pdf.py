@@ -13,10 +13,12 @@ readings draws as fast as a short one and keeps every peak.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reportlab.graphics.shapes import Drawing, Line, PolyLine, Rect, String
 from reportlab.lib import colors
@@ -48,8 +50,18 @@ _ZONE_COLOURS = [
 ]
 
 
-def _t(ns: int | None) -> str:
-    return "-" if ns is None else iso_utc(ns).replace("T", " ")
+def _t(ns: int | None, timezone: str | None = None) -> str:
+    """UTC, and the hub's local time beside it (a claims handler reads local times)."""
+    if ns is None:
+        return "-"
+    text = iso_utc(ns).replace("T", " ")
+    if timezone:
+        try:
+            local = dt.datetime.fromtimestamp(ns / NS_PER_S, tz=ZoneInfo(timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            return text
+        text += f" ({local:%H:%M:%S} {local.tzname()})"
+    return text
 
 
 def _c(value: float | None) -> str:
@@ -253,8 +265,14 @@ def write_pdf(
     evidence: Sequence[tuple[str, str]] | None = None,
 ) -> None:
     """Render the claim report to ``path``; ``evidence``: the report's identity rows."""
+
+    def t(ns: int | None) -> str:
+        return _t(ns, result.timezone)
+
     styles = getSampleStyleSheet()
-    h1, h2, body = styles["Title"], styles["Heading2"], styles["BodyText"]
+    h1, body = styles["Title"], styles["BodyText"]
+    # A heading never ends a page: it moves to the next one with what it introduces.
+    h2 = ParagraphStyle("heading-kept", parent=styles["Heading2"], keepWithNext=1)
     p = result.profile
     verdict_style = ParagraphStyle(
         "verdict",
@@ -275,12 +293,12 @@ def write_pdf(
     story += [
         Spacer(1, 3 * mm),
         Paragraph(
-            f"Hub <b>{escape(result.hub)}</b> (time zone {escape(result.timezone)}; all times"
-            f" below are UTC). Profile <b>{escape(p.name)}</b>: {limits}, alarm delay"
+            f"Hub <b>{escape(result.hub)}</b> (time zone {escape(result.timezone)}; times are"
+            f" UTC with the hub's local time in brackets). Profile <b>{escape(p.name)}</b>: {limits}, alarm delay"
             f" {_dur(p.alarm_delay_s)}, time-out-of-range budget {_dur(p.budget_s)}"
             f" (warn at {p.budget_warn_fraction:.0%}), hysteresis {p.hysteresis_c:g} °C."
-            f" Custody from {_t(result.window_start_ns)} to {_t(result.window_end_ns)}"
-            f"{' (still open)' if result.custody_open else ''}. Trace made {_t(result.as_of_ns)}.",
+            f" Custody from {t(result.window_start_ns)} to {t(result.window_end_ns)}"
+            f"{' (still open)' if result.custody_open else ''}. Trace made {t(result.as_of_ns)}.",
             body,
         ),
         Spacer(1, 2 * mm),
@@ -300,7 +318,7 @@ def write_pdf(
             ["time (UTC)", "event", "zone", "who", "carrier", "temp at handoff", "time to next"],
             [
                 [
-                    _t(h.ts_ns),
+                    t(h.ts_ns),
                     h.kind,
                     f"{h.zone} ({h.zone_kind or '?'})",
                     h.actor,
@@ -318,8 +336,8 @@ def write_pdf(
             [
                 [
                     f"{sp.zone} ({sp.zone_kind or '?'})",
-                    _t(sp.start_ns),
-                    _t(sp.end_ns) + (" (open)" if sp.open else ""),
+                    t(sp.start_ns),
+                    t(sp.end_ns) + (" (open)" if sp.open else ""),
                     _dur(sp.duration_s),
                     ", ".join(sp.sensors),
                     f"{sp.usable_readings} usable of {sp.readings}",
@@ -337,26 +355,26 @@ def write_pdf(
                     "minimum",
                     "unknown"
                     if s.min is None
-                    else f"{_c(s.min.temp_c)} at {_t(s.min.ts_ns)} ({s.min.zone}, {s.min.sensor})",
+                    else f"{_c(s.min.temp_c)} at {t(s.min.ts_ns)} ({s.min.zone}, {s.min.sensor})",
                 ],
                 [
                     "maximum",
                     "unknown"
                     if s.max is None
-                    else f"{_c(s.max.temp_c)} at {_t(s.max.ts_ns)} ({s.max.zone}, {s.max.sensor})",
+                    else f"{_c(s.max.temp_c)} at {t(s.max.ts_ns)} ({s.max.zone}, {s.max.sensor})",
                 ],
                 ["time-weighted average", _c(s.average_c)],
                 [
                     "mean kinetic temperature",
                     f"{_c(s.mkt_c)} (dH = {s.dh_kj_per_mol:g} kJ/mol, dH/R = {s.dh_over_r_k:.0f}"
-                    f" K; window: the custody span {_t(s.window_start_ns)} to"
-                    f" {_t(s.window_end_ns)}, {_dur(s.covered_s)} with data)",
+                    f" K; window: the custody span {t(s.window_start_ns)} to"
+                    f" {t(s.window_end_ns)}, {_dur(s.covered_s)} with data)",
                 ],
                 [
                     f"MKT, worst {s.mkt_window_s / 3600:g} h rolling window",
                     "custody shorter than half the window"
                     if s.mkt_rolling_c is None
-                    else f"{_c(s.mkt_rolling_c)} (window ending {_t(s.mkt_rolling_end_ns)})",
+                    else f"{_c(s.mkt_rolling_c)} (window ending {t(s.mkt_rolling_end_ns)})",
                 ],
                 [
                     "time out of range",
@@ -372,8 +390,8 @@ def write_pdf(
             [
                 [
                     x.direction,
-                    _t(x.start_ns),
-                    _t(x.end_ns) + (" (open)" if x.open else ""),
+                    t(x.start_ns),
+                    t(x.end_ns) + (" (open)" if x.open else ""),
                     _dur(x.duration_s),
                     _c(x.peak_c),
                     ", ".join(x.zones),
@@ -389,8 +407,8 @@ def write_pdf(
             [
                 [
                     d.rule,
-                    f"{d.from_kind} {_t(d.from_ns)}",
-                    "-" if d.to_kind is None else f"{d.to_kind} {_t(d.to_ns)}",
+                    f"{d.from_kind} {t(d.from_ns)}",
+                    "-" if d.to_kind is None else f"{d.to_kind} {t(d.to_ns)}",
                     _dur(d.duration_s),
                     _dur(d.limit_s),
                     d.status,
@@ -407,12 +425,12 @@ def write_pdf(
                     f"{a.rule} ({a.alert_id})",
                     a.severity,
                     a.subject,
-                    _t(a.started_ns),
+                    t(a.started_ns),
                     "no"
                     if a.acknowledged_ns is None and a.acknowledged_by is None
-                    else f"{_t(a.acknowledged_ns)} by {a.acknowledged_by or '(not recorded)'}"
+                    else f"{t(a.acknowledged_ns)} by {a.acknowledged_by or '(not recorded)'}"
                     + (f': "{a.ack_note}"' if a.ack_note else ""),
-                    _t(a.cleared_ns),
+                    t(a.cleared_ns),
                     a.state,
                 ]
                 for a in result.alarms
@@ -425,7 +443,7 @@ def write_pdf(
             [
                 [
                     a.alert_id,
-                    _t(n.at_ns),
+                    t(n.at_ns),
                     n.contact or "-",
                     n.channel or "-",
                     f"{n.kind} L{n.level}" if n.level else n.kind,
@@ -440,15 +458,15 @@ def write_pdf(
         _table(
             ["what", "zone / sensor", "from", "to", "duration", "detail"],
             [
-                ["data gap", g.zone, _t(g.start_ns), _t(g.end_ns), _dur(g.duration_s), g.reason]
+                ["data gap", g.zone, t(g.start_ns), t(g.end_ns), _dur(g.duration_s), g.reason]
                 for g in result.gaps
             ]
             + [
                 [
                     f"sensor {f.kind}",
                     f"{f.zone} / {f.sensor}",
-                    _t(f.start_ns),
-                    _t(f.end_ns),
+                    t(f.start_ns),
+                    t(f.end_ns),
                     _dur((f.end_ns - f.start_ns) / NS_PER_S),
                     f.detail,
                 ]
