@@ -294,7 +294,8 @@ def write_pdf(
         Spacer(1, 3 * mm),
         Paragraph(
             f"Hub <b>{escape(result.hub)}</b> (time zone {escape(result.timezone)}; times are"
-            f" UTC with the hub's local time in brackets). Profile <b>{escape(p.name)}</b>: {limits}, alarm delay"
+            f" UTC with the hub's local time in brackets). Profile <b>{escape(p.name)}</b>:"
+            f" {limits}, alarm delay"
             f" {_dur(p.alarm_delay_s)}, time-out-of-range budget {_dur(p.budget_s)}"
             f" (warn at {p.budget_warn_fraction:.0%}), hysteresis {p.hysteresis_c:g} °C."
             f" Custody from {t(result.window_start_ns)} to {t(result.window_end_ns)}"
