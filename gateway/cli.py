@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("journal", help="journal maintenance: salvage a damaged journal")
-    journal_sub = p.add_subparsers(dest="journal_command", required=True)
+    journal_sub = p.add_subparsers(dest="journal_command", required=True, help="what to do")
     q = journal_sub.add_parser(
         "salvage", help="copy what is readable from a damaged journal, with a report"
     )

@@ -44,6 +44,8 @@ COMMANDS = [
     Command(("run",)),
     Command(("check-config",), config=""),
     Command(("status",), reads_journal=True),
+    Command(("journal",), config=None),
+    Command(("journal", "salvage"), config=None),
     Command(("dead-letters",), reads_journal=True),
     Command(("alerts",), reads_journal=True),
     Command(("alerts", "list"), reads_journal=True),
