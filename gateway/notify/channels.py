@@ -251,6 +251,17 @@ async def _send_apprise(
     return False, f"{result.status.name.lower()}: {detail or 'no detail from Apprise'}"
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx comes back as an error: a redirect must not carry the webhook's headers
+    (its secret) to another listener, nor turn the POST into a GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
 def _post_webhook(
     channel: ChannelConfig, secrets: dict[str, str], message: Message
 ) -> tuple[bool, str]:
@@ -265,9 +276,11 @@ def _post_webhook(
         fill(channel.url, secrets), data=body, headers=headers, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=channel.timeout_s) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=channel.timeout_s) as response:
             status = int(response.status)
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            return False, f"HTTP {exc.code}: redirects are not followed (fix the webhook url)"
         return False, f"HTTP {exc.code} {exc.reason}"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -98,6 +98,7 @@ class HttpReceiver:
     def __init__(self, now_ns: Callable[[], int]) -> None:
         self.hooks: list[Hook] = []
         self.status = 200
+        self.location: str | None = None  # sent as Location (with a 3xx status)
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -110,6 +111,8 @@ class HttpReceiver:
                         Hook(self.path, dict(self.headers.items()), data, now_ns())
                     )
                 self.send_response(status)
+                if receiver.location is not None:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -256,3 +256,30 @@ def _round_at(tmp_path: Path) -> int:
 
 
 _ = NotifyStore  # the store the child runs; imported so a rename breaks this test file too
+
+
+async def test_a_webhook_redirect_is_not_followed_and_keeps_its_secret(
+    tmp_path: Path, clock: ManualClock, http_receiver: HttpReceiver
+) -> None:
+    elsewhere = HttpReceiver(clock.now_ns)
+    try:
+        notify = {
+            "group_wait_s": 0,
+            "contacts": [{"name": "wms", "channels": [
+                {"kind": "webhook", "url": http_receiver.url("/t"),
+                 "headers": {"Authorization": "Bearer {t}"},
+                 "secrets": {"t": {"value": "s3cr3t-x"}}}]}],
+            "policies": [{"name": "all", "severities": ["critical"],
+                          "levels": [{"contacts": ["wms"]}]}],
+        }  # fmt: skip
+        http_receiver.status = 307
+        http_receiver.location = elsewhere.url("/steal")
+        async with running(notify_config(tmp_path, notify), clock) as rig:
+            alert = await rig.raise_alert()
+            await rig.advance(1)
+            history = await rig.runner.call(rig.notifier.store.history, alert.id)
+            assert history[0].result == "failed"
+            assert "redirects are not followed" in history[0].detail
+            assert elsewhere.hooks == []
+    finally:
+        elsewhere.close()
