@@ -214,3 +214,35 @@ async def test_attempts_reach_the_planner_feed_payload_schema(
         for a in attempts:
             jsonschema.validate(attempt_payload("hub-test", a), schema)
             assert attempt_line("hub-test", a).startswith("notification,")
+
+
+async def test_the_last_level_repeats_until_acknowledged(
+    tmp_path: Path, clock: ManualClock, smtp: SmtpReceiver
+) -> None:
+    notify = {
+        "group_wait_s": 2,
+        "contacts": [{"name": "alice", "channels": [{"url": smtp.url("alice@hub.example")}]}],
+        "policies": [{"name": "critical", "severities": ["critical"],
+                      "levels": [{"delay_s": 0, "contacts": ["alice"]}], "repeat_s": 600}],
+    }  # fmt: skip
+    config = notify_config(tmp_path, notify)
+    t0 = clock.now_ns()
+    async with running(config, clock) as rig:
+        alert = await rig.raise_alert()
+        await rig.advance(2)
+        await rig.advance(597)
+        assert len(smtp.to("alice@hub.example")) == 1
+        await rig.advance(1)  # 600 s: the first repeat, exactly on time
+        await rig.advance(600)  # 1200 s: the second
+        mails = smtp.to("alice@hub.example")
+        assert [m.at_ns for m in mails] == [
+            t0 + 2 * NS_PER_S,
+            t0 + 600 * NS_PER_S,
+            t0 + 1200 * NS_PER_S,
+        ]
+        assert all("STILL UNACKNOWLEDGED" in m.body for m in mails[1:])
+        await rig.ack(alert.id, "alice", "on it")
+        await rig.advance(2)
+        await rig.advance(3600)
+        mails = smtp.to("alice@hub.example")
+        assert len(mails) == 4 and "ACKNOWLEDGED" in mails[-1].body  # no repeat after the ack
