@@ -133,6 +133,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         # The last status a dead daemon left: show it, but say so and fail (scripts, monit).
         print(f"STALE: {stale}; this is the last status the daemon wrote", file=sys.stderr)
         return 3
+    if status.get("state") == "degraded":
+        reasons = "; ".join(status.get("degraded_reasons") or []) or "no reason given"
+        print(f"DEGRADED: {reasons}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -359,7 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the config file to check (TOML)")
     p.set_defaults(func=_cmd_check_config)
 
-    p = sub.add_parser("status", help="show the running daemon's state")
+    p = sub.add_parser(
+        "status",
+        help="per-zone temperatures, limits and states, sensors last seen, pipeline counters",
+        description="The running daemon's view of the hub (its status.json).",
+        epilog="exit codes: 0 running and online; 1 degraded (a driver or sink down, the"
+        " journal unwritable) or no status file; 2 config error; 3 stale: the daemon is not"
+        " running or stopped writing its status",
+    )
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.add_argument("--status-file", help="read this status.json instead of the config's")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -477,7 +488,7 @@ exit codes (each command's --help says more):
 
 examples:
   coldchain check-config {DEFAULT_CONFIG}
-  coldchain status                      # per-zone temperatures; exit 1 if the daemon is down
+  coldchain status                      # zones now; exit 1 degraded, 3 daemon down
   coldchain alerts ack excursion-3f2a9c0d1e4b5a67 --by ana --note "door closed"
   coldchain demo                        # a simulated hub end to end, nothing to install"""
 

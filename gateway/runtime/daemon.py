@@ -45,6 +45,7 @@ from gateway.sinks.planner.feed import PlannerFeed
 from gateway.sinks.planner.payloads import HubState
 from gateway.sop.engine import SopEngine
 from gateway.sop.sensor_health import HealthEvent
+from gateway.sop.zone_status import zone_status
 
 if TYPE_CHECKING:
     from gateway.notify.service import Notifier
@@ -182,6 +183,9 @@ class Gateway:
             self.status.sections["notifications"] = self.notifications.store.counts
         if self.evidence is not None:
             self.status.sections["evidence"] = self.evidence.status
+        self.status.live_sections["zones"] = lambda: zone_status(
+            self.engine, config, self.clock.now_ns()
+        )
         # The gateway's own sink_down alert (an output unreachable for long).
         self.sink_watch = SinkWatch(
             [f.name for f in self.forwarders] + (["planner"] if self.planner else []),

@@ -74,6 +74,9 @@ class StatusReporter:
         # More status.json sections, each computed on the journal thread at every refresh
         # (the notifier's outbox counts). Nothing secret may go in one.
         self.sections: dict[str, Callable[[], Any]] = {}
+        # Sections computed on the event loop, where their state lives (the zones as the
+        # SOP engine judges them).
+        self.live_sections: dict[str, Callable[[], Any]] = {}
 
     async def run(self) -> None:
         """Refresh every ``status_interval_s``."""
@@ -127,6 +130,11 @@ class StatusReporter:
         }
         for name, section in self.sections.items():
             self._extras[name] = await self.runner.call(section)
+        for name, section in self.live_sections.items():
+            self._extras[name] = section()
+        state, reasons = self.hub_state()
+        self._extras["state"] = str(state.value)
+        self._extras["degraded_reasons"] = reasons
         written = written_bytes()
         wear = None if written is None else self._wear.sample(mono, written, committed)
         if wear is not None:

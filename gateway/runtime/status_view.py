@@ -51,6 +51,61 @@ def counters_table(status: dict[str, Any]) -> Table:
     return table
 
 
+def _limits(zone: dict[str, Any]) -> str:
+    low, high = zone.get("min_c"), zone.get("max_c")
+    if low is None and high is None:
+        return "-"
+    return f"{'' if low is None else f'{low:g}'}..{'' if high is None else f'{high:g}'} °C"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def zones_table(status: dict[str, Any]) -> Table | None:
+    """Per zone: the engine's temperature (worst sensor), limits, state; per sensor: last seen."""
+    zones = status.get("zones")
+    if not zones:
+        return None
+    table = Table(title="zones (temperature: the value the alarms use)")
+    for col in ("zone", "°C now", "limits", "state", "sensor", "last seen", "°C"):
+        # Ids whole (pasteable); the state may wrap.
+        table.add_column(
+            col,
+            justify="right" if "°C" in col else "left",
+            no_wrap=col in ("zone", "sensor", "limits"),
+            overflow="fold",
+        )
+    for zone in zones:
+        temp = zone.get("temp_c")
+        state = str(zone.get("state", ""))
+        style = "green" if state == "inside" else ("red" if "alarmed" in state else "yellow")
+        first = [
+            zone["id"],
+            "-" if temp is None else f"{temp:.1f}",
+            _limits(zone),
+            f"[{style}]{state}[/]",
+        ]
+        sensors = zone.get("sensors") or [{}]
+        for i, s in enumerate(sensors):
+            age = s.get("age_s")
+            seen = "never" if age is None else f"{_age(age)} ago"
+            if s.get("stale"):
+                seen = f"[red]{seen} (stale)[/]"
+            value = s.get("temp_c")
+            table.add_row(
+                *(first if i == 0 else ["", "", "", ""]),
+                s.get("id", "-"),
+                seen,
+                "-" if value is None else f"{value:.1f}",
+            )
+    return table
+
+
 def alerts_summary(status: dict[str, Any]) -> Table | None:
     """Active alerts listed in a status document, if any."""
     active = status.get("active_alerts")
@@ -58,7 +113,8 @@ def alerts_summary(status: dict[str, Any]) -> Table | None:
         return None
     table = Table(title=f"active alerts ({len(active)})")
     for col in ("id", "severity", "rule", "subject"):
-        table.add_column(col)
+        # Full ids, never cut with an ellipsis: they are pasted into `coldchain alerts ack`.
+        table.add_column(col, overflow="fold", no_wrap=col == "id")
     for a in active:
         table.add_row(a["id"], a["severity"], a["rule"], a["subject"])
     return table
@@ -104,11 +160,21 @@ def drivers_table(status: dict[str, Any]) -> Table | None:
 def render_status(status: dict[str, Any], console: Console | None = None) -> None:
     """Print a daemon status document as tables."""
     console = console or Console()
+    state = status.get("state")
+    reasons = status.get("degraded_reasons") or []
     console.print(
-        f"hub [bold]{status['hub']}[/] pid {status['pid']} up {status['uptime_s']} s "
+        f"hub [bold]{status['hub']}[/] "
+        + (f"[{'green' if state == 'online' else 'red'}]{state}[/] " if state else "")
+        + f"pid {status['pid']} up {status['uptime_s']} s "
         f"(status at {status['at']}), journal {status['journal']}"
     )
-    parts: list[Table] = [counters_table(status)]
+    for reason in reasons:
+        console.print(f"  [red]degraded: {reason}[/]", highlight=False)
+    parts: list[Table] = []
+    zones = zones_table(status)
+    if zones is not None:
+        parts.append(zones)
+    parts.append(counters_table(status))
     for extra in (alerts_summary(status), drivers_table(status), errors_table(status)):
         if extra is not None:
             parts.append(extra)

@@ -128,6 +128,11 @@ class SensorHealth:
         """Mark conditions as raised (from the alert store after a restart) so they clear."""
         self._active.update(active)
 
+    def last_seen(self, sensor: str) -> tuple[int | None, tuple[int, float] | None]:
+        """(arrival ns of its last reading, (ts ns, °C) of its last usable one), for status."""
+        state = self._state.get(sensor)
+        return (None, None) if state is None else (state.last_rx_ns, state.last_usable)
+
     def is_stale(self, sensor: str) -> bool:
         """True while the sensor's stale condition is raised."""
         return ("sensor_stale", sensor) in self._active
