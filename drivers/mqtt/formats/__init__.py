@@ -7,7 +7,7 @@ one line in ``FORMATS`` below; ``format = "<name>"`` on a subscription selects i
 when a subscription uses them, so a format's dependencies (protobuf for Sparkplug B)
 cost nothing to a gateway that does not.
 
-The contract (see drivers/mqtt/README.md, "Writing a format"):
+The contract (see drivers/mqtt/README.md, "Payload formats, and writing one"):
 
 - ``FormatSpec.create(mapping, sensor_ids, max_payload_bytes)`` is called once per
   subscription **per connection**: a decoder may keep per-connection state (Sparkplug
