@@ -172,7 +172,7 @@ class MqttDriver:
         """Map a batch of messages to samples and rejects, with one ack for the QoS 1 ones."""
         received_ns = self._clock.now_ns()
         source = self.source
-        decode = connection.router.decode
+        decode_into = connection.router.decode_into
         samples: list[RawSample] = []
         rejects: list[Reject] = []
         to_ack: list[int] = []
@@ -185,11 +185,13 @@ class MqttDriver:
             if not isinstance(payload, bytes):
                 # aiomqtt types the payload loosely; paho always hands over bytes.
                 payload = str(payload).encode()
-            decoded = decode(topic, payload, received_ns, source)
-            if decoded.samples:
-                samples.extend(decoded.samples)
-                origins.extend([(topic, payload)] * len(decoded.samples))
-            rejects.extend(decoded.rejects)
+            before = len(samples)
+            decode_into(topic, payload, received_ns, source, samples, rejects)
+            added = len(samples) - before
+            if added == 1:
+                origins.append((topic, payload))
+            elif added:
+                origins.extend([(topic, payload)] * added)
         counts = self._counts
         counts["messages"] += len(batch)
         counts["samples"] += len(samples)

@@ -517,3 +517,45 @@ def test_each_format_has_a_docs_page_whose_config_block_is_valid(name: str) -> N
     )
     (driver,) = config.drivers.mqtt
     assert [s.format for s in driver.subscriptions] == [name]
+
+
+# -- the driver's step (decode_into) gives what decode gives ----------------------------------
+
+
+def test_decode_into_equals_decode_for_every_format_and_the_json_fast_path() -> None:
+    cases = [
+        ({"topic": "s/+/t", "sensor_topic_segment": 1, "temp_path": "t"}, "s/n/t", b'{"t": 4}'),
+        ({"topic": "s/+/t", "sensor_topic_segment": 1, "temp_path": "t"}, "s/n/t", b"nope"),
+        ({"topic": "zigbee2mqtt/#", "format": "zigbee2mqtt"}, "zigbee2mqtt/a",
+         fixture("zigbee2mqtt/wsdcgq11lm_exposes.json")),
+        ({"topic": "tele/+/SENSOR", "format": "tasmota", "time_zone": "UTC"}, "tele/f/SENSOR",
+         fixture("tasmota/ds18x20_three_probes.json")),
+        ({"topic": "+/events/rpc", "format": "shelly"}, "x/events/rpc",
+         fixture("shelly/notify_status_humidity_only.json")),
+    ]  # fmt: skip
+    for mapping, topic, payload in cases:
+        expected = decode(router(mapping), topic, payload)
+        samples: list[RawSample] = []
+        rejects: list[Reject] = []
+        router(mapping).decode_into(topic, payload, RX, SOURCE, samples, rejects)
+        assert (samples, rejects) == (list(expected.samples), list(expected.rejects)), topic
+    r = router({"topic": "s/+/t", "sensor_topic_segment": 1, "temp_path": "t"})
+    samples, rejects = [], []
+    r.decode_into("elsewhere", b"{}", RX, SOURCE, samples, rejects)
+    assert [x.reason for x in rejects] == ["no_mapping"]
+
+
+def test_decode_into_turns_a_raising_decode_one_into_a_decoder_error() -> None:
+    r = router({"topic": "s/+/t", "sensor_topic_segment": 1, "temp_path": "t"})
+
+    def broken(topic: str, payload: bytes, received_ns: int, source: str) -> RawSample:
+        raise ValueError("bug")
+
+    r._sinks["s/n/t"] = broken
+    samples: list[RawSample] = []
+    rejects: list[Reject] = []
+    r.decode_into("s/n/t", b'{"t": 4}', RX, SOURCE, samples, rejects)
+    assert samples == []
+    assert [(x.reason, x.raw, x.detail) for x in rejects] == [
+        ("decoder_error", b'{"t": 4}', "ValueError: bug")
+    ]
