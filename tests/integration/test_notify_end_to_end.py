@@ -64,7 +64,7 @@ async def settle(gw: Gateway) -> None:
     assert notifier is not None
     before = notifier.rounds
     notifier.wake()
-    await wait_for(lambda: notifier.rounds > before and notifier.idle, 20, "a notifier round")
+    await wait_for(lambda: notifier.rounds > before and notifier.idle, 90, "a notifier round")
 
 
 async def advance(gw: Gateway, clock: ManualClock, seconds: float) -> None:

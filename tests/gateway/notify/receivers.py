@@ -63,7 +63,8 @@ class SmtpReceiver:
 
     def start(self) -> None:
         """Listen (again) on the same port."""
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        # A loaded CI machine may take a while to start the server thread.
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=60)
         self._controller.start()
 
     def stop(self) -> None:

@@ -58,14 +58,14 @@ class Rig:
     async def start(self) -> None:
         """Run the notifier and wait until its first round is done."""
         self.task = asyncio.create_task(self.notifier.run())
-        await wait_for(lambda: self.notifier.rounds >= 1, 10, "first notifier round")
+        await wait_for(lambda: self.notifier.rounds >= 1, 90, "first notifier round")
 
     async def settle(self) -> None:
         """Wake the notifier and wait until a whole round ran after that and it is idle."""
         before = self.notifier.rounds
         self.notifier.wake()
         await wait_for(
-            lambda: self.notifier.rounds > before and self.notifier.idle, 20, "a notifier round"
+            lambda: self.notifier.rounds > before and self.notifier.idle, 90, "a notifier round"
         )
 
     async def advance(self, seconds: float) -> None:
