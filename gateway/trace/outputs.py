@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.clock import NS_PER_S, iso_utc
+from gateway.core.model import Quality
 from gateway.trace.analysis import TraceResult, usable
 
 SUMMARY_SCHEMA_VERSION = "1"
@@ -29,6 +30,7 @@ CSV_COLUMNS = (
     "quality",
     "usable",
     "in_custody_interval",
+    "quality_flags",
 )
 
 _DAY_S = 86_400
@@ -68,10 +70,18 @@ def write_csv(result: TraceResult, path: str | Path) -> int:
                 p.quality,
                 int(usable(p.quality)),
                 int(inside),
+                quality_names(p.quality),
             )
             for p, inside in zip(result.points, result.in_custody, strict=True)
         )
     return len(result.points)
+
+
+def quality_names(quality: int) -> str:
+    """The quality bitmask as flag names ("SENTINEL|NO_DEVICE_TIME"; "" when good)."""
+    return "|".join(
+        flag.name or str(int(flag)) for flag in Quality if flag and quality & flag == flag
+    )
 
 
 def _t(ns: int | None) -> str | None:

@@ -49,3 +49,13 @@ def test_a_calibration_due_before_the_trace_end_is_a_review_reason() -> None:
     assert "CAL-2025-018" in reason.text and "2026-05-31" in reason.text
     assert _overdue_calibrations([_used("2026-06-01")], T_2026_06_01) == []
     assert _overdue_calibrations([_used(None)], T_2026_06_01) == []
+
+
+def test_quality_flags_are_named_in_the_csv() -> None:
+    from gateway.core.model import Quality
+    from gateway.trace.outputs import quality_names
+
+    assert quality_names(0) == ""
+    assert quality_names(int(Quality.SENTINEL | Quality.NO_DEVICE_TIME)) == (
+        "SENTINEL|NO_DEVICE_TIME"
+    )
