@@ -77,10 +77,12 @@ def config_doc(
                     "name": "nodes",
                     "host": "127.0.0.1",
                     "port": port,
+                    "sensors": list(DEVICES),
                     "subscriptions": [
                         {
                             "topic": "sensors/+/telemetry",
                             "sensor_path": "id",
+                            "device_topic_segment": 1,
                             "ts_path": "ts",
                             "rh_path": "rh",
                             "battery_path": "battery_v",

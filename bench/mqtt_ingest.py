@@ -312,6 +312,7 @@ def run_gateway(
                     "name": name,
                     "host": "127.0.0.1",
                     "port": port,
+                    "sensors": list(devices),
                     **_subscription(fmt, devices, args.publishers),
                 }
             ]

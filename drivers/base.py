@@ -48,7 +48,11 @@ class DriverConfig(BaseModel):
         yield from ()
 
     def feeds_unnamed_sensors(self) -> bool:
-        """True when the block can feed sensors it does not name (MQTT device ids as is)."""
+        """True when the block can feed sensors it does not name.
+
+        None of the shipped drivers can: the normaliser refuses a sensor its block does not
+        name (``identity_mismatch``, docs/security.md), so a block lists every sensor.
+        """
         return False
 
 

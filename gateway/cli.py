@@ -14,6 +14,7 @@ from gateway import __version__
 from gateway.config import CONFIG_HELP, DEFAULT_CONFIG, GatewayConfig, load_config
 from gateway.core.clock import iso_utc
 from gateway.core.errors import ConfigError, GatewayError, JournalError
+from gateway.core.text import printable, printable_bytes
 
 if TYPE_CHECKING:
     from gateway.journal.store import Journal
@@ -42,16 +43,24 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{args.file}: {len(exc.problems) or 1} problem(s)", file=sys.stderr)
         for path, msg in exc.problems or [("(file)", str(exc))]:
-            print(f"  {path}: {msg}", file=sys.stderr)
+            print(f"  {printable(path)}: {printable(msg)}", file=sys.stderr)
         return 2
+    from gateway.config.audit import ip_allow_dropin, security_warnings
+
+    if args.ip_allow:
+        print(ip_allow_dropin(config), end="")
+        return 0
     print(summary(config, args.file))
     from gateway.config.warnings import config_warnings
 
     warnings = config_warnings(config)
     for path, message in warnings:
-        print(f"  warning: {path}: {message}")
+        print(f"  warning: {printable(path)}: {printable(message)}")
     if warnings:
         print(f"  {len(warnings)} warning(s); the config is valid and would run as it is")
+    # What would let someone fake or read the record (docs/security.md).
+    for warning in security_warnings(config):
+        print(f"  security warning: {printable(warning)}")
     return 0
 
 
@@ -95,7 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"{args.config}: config rejected", file=sys.stderr)
-        print(exc.render(), file=sys.stderr)
+        print(printable(exc.render()).replace("\\n", "\n"), file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format)
 
@@ -190,10 +199,18 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     journal = _open_journal(config)
     try:
         for d in journal.dead_letters(args.limit):
-            payload = d.payload[:120].decode("utf-8", "backslashreplace")
-            print(
-                f"{d.id}\t{iso_utc(d.received_ns)}\t{d.source}\t{d.topic}\t{d.reason}\t{d.detail}\t{payload}"
+            # Payloads and topics come from outside: escape control, bidi and zero-width
+            # characters so a line is one line of what was really received.
+            cells = (
+                str(d.id),
+                iso_utc(d.received_ns),
+                printable(d.source, 64),
+                printable(d.topic, 200),
+                printable(d.reason, 64),
+                printable(d.detail, 300),
+                printable_bytes(d.payload[:480], 160),
             )
+            print("\t".join(cells))
     finally:
         journal.close()
     return 0
@@ -225,9 +242,9 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
             try:
                 alert = store.acknowledge(alert_id, args.by, time.time_ns(), args.note or "")
             except AlertError as exc:
-                print(f"coldchain: {exc}", file=sys.stderr)
+                print(f"coldchain: {printable(exc)}", file=sys.stderr)
                 return 1
-            print(f"{alert.id} acknowledged by {alert.acknowledged_by}")
+            print(f"{alert.id} acknowledged by {printable(alert.acknowledged_by or '', 128)}")
             return 0
         if args.action == "show":
             found = store.get(alert_id) if alert_id else None
@@ -242,13 +259,13 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
             return 0
         logs = alarm_logs(db, [a.id for a in shown])
         for a in shown:
-            by = f" (ack: {a.acknowledged_by})" if a.acknowledged_by else ""
+            by = f" (ack: {printable(a.acknowledged_by, 128)})" if a.acknowledged_by else ""
             print(
-                f"{a.id}\t{a.severity}\t{a.state}{by}\t{a.subject}\t"
-                f"since {iso_utc(a.started_ns)}\t{a.message}"
+                f"{a.id}\t{a.severity}\t{a.state}{by}\t{printable(a.subject, 128)}\t"
+                f"since {iso_utc(a.started_ns)}\t{printable(a.message, 500)}"
             )
             for text in record_lines(a, logs.get(a.id), config.hub.timezone, code_of(db, a.id)):
-                print(text)
+                print(printable(text))
         return 0
     finally:
         journal.close()
@@ -278,7 +295,7 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
     try:
         CustodyEvent.from_json(payload)  # say what is wrong now, not after the daemon
     except (ValueError, GatewayError) as exc:
-        print(f"coldchain: handoff refused: {exc}", file=sys.stderr)
+        print(f"coldchain: handoff refused: {printable(exc)}", file=sys.stderr)
         return 2
     journal = _open_journal(config, write=True)
     try:
@@ -297,7 +314,7 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
                 record = status.record
                 if record is not None and not record.accepted:
                     print(
-                        f"rejected by the gateway: {record.reason}: {record.detail}",
+                        f"rejected by the gateway: {record.reason}: {printable(record.detail)}",
                         file=sys.stderr,
                     )
                     return 1
@@ -361,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and list every problem")
     p.add_argument("file", help="the config file to check (TOML)")
+    p.add_argument(
+        "--ip-allow",
+        action="store_true",
+        help="print the systemd drop-in that limits the unit to the config's peers",
+    )
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser(
@@ -438,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.set_defaults(func=_cmd_handoff)
 
-    from gateway.evidence.cli import add_keys_arguments, run_keys
+    from gateway.commands.cli import KEYS_ACTIONS
+    from gateway.evidence.cli import EXTRA_ACTIONS, add_keys_arguments, run_keys
+
+    EXTRA_ACTIONS.update(KEYS_ACTIONS)  # device keys join the one `keys` command
 
     p = sub.add_parser("keys", help="the hub key (init, show); keys that sign commands")
     add_keys_arguments(p)

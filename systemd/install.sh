@@ -13,7 +13,14 @@ apt-get install -y -q --no-install-recommends python3 python3-venv sqlite3
 echo "installing the project into $prefix/venv"
 python3 -m venv "$prefix/venv"
 "$prefix/venv/bin/pip" install -q --upgrade pip
-"$prefix/venv/bin/pip" install -q "$here"
+# Pinned, hash-checked dependencies (requirements.lock, made with pip-compile
+# --generate-hashes): what was tested is what runs on the Pi.
+if [ -f "$here/requirements.lock" ]; then
+  "$prefix/venv/bin/pip" install -q --require-hashes -r "$here/requirements.lock"
+  "$prefix/venv/bin/pip" install -q --no-deps "$here"
+else
+  "$prefix/venv/bin/pip" install -q "$here"
+fi
 cp -r "$here/docs" "$prefix/" 2>/dev/null || true
 
 install -d -m 0755 /etc/coldchain
@@ -30,6 +37,15 @@ if [ ! -e /etc/coldchain/gateway.toml ]; then
 fi
 
 install -m 0644 "$here/systemd/coldchain.service" /etc/systemd/system/coldchain.service
+# The unit may reach only the peers the config names (IPAddressDeny=any in the unit).
+install -d -m 0755 /etc/systemd/system/coldchain.service.d
+if "$prefix/venv/bin/coldchain" check-config /etc/coldchain/gateway.toml --ip-allow \
+    > /etc/systemd/system/coldchain.service.d/ip-allow.conf.new; then
+  mv /etc/systemd/system/coldchain.service.d/ip-allow.conf.new \
+    /etc/systemd/system/coldchain.service.d/ip-allow.conf
+else
+  rm -f /etc/systemd/system/coldchain.service.d/ip-allow.conf.new
+fi
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify /etc/systemd/system/coldchain.service || true
 fi

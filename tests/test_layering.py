@@ -39,10 +39,11 @@ LAYERS: list[list[str]] = [
         "gateway.sinks.planner.config",
         "gateway.notify.config",
         "gateway.evidence.settings",
+        "gateway.commands.config",
     ],
     ["gateway.sop.spikes"],  # a pure rule the normaliser applies at ingest
     ["gateway.config"],
-    ["gateway.journal", "gateway.influxql"],
+    ["gateway.journal", "gateway.influxql", "gateway.commands"],
     ["gateway.ingest", "gateway.alerts", "gateway.custody", "gateway.evidence.chain"],
     [
         "gateway.sop",
@@ -62,7 +63,11 @@ LAYERS: list[list[str]] = [
     ["gateway.notify.service"],
     ["gateway.trace"],
     ["gateway.runtime"],
-    ["gateway.notify.cli", "gateway.evidence.cli"],  # command parts the apps use
+    [
+        "gateway.notify.cli",
+        "gateway.evidence.cli",
+        "gateway.commands.cli",
+    ],  # command parts the apps use
     ["gateway.apps"],
     ["gateway.cli"],
 ]

@@ -33,6 +33,11 @@ class TopicMapping(BaseModel):
     the generic mapping, where field paths are dotted paths into the JSON document
     (``data.temp``, ``probes.0.t``) and the sensor id comes from a payload path or from
     a topic segment (0-based).
+    With a payload ``sensor_path``, ``device_topic_segment`` names the topic level that
+    identifies the publishing device (``sensors/+/telemetry``: 1); a payload id that
+    differs from it is refused ``identity_mismatch``, so with the broker's
+    ``pattern write sensors/%u/telemetry`` a node can only report for itself
+    (docs/security.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,6 +46,12 @@ class TopicMapping(BaseModel):
     format: str = Field(default=DEFAULT_FORMAT, description="payload format, see FORMATS")
     sensor_path: str | None = None
     sensor_topic_segment: int | None = Field(default=None, ge=0)
+    device_topic_segment: int | None = Field(
+        default=None,
+        ge=0,
+        description="with sensor_path: the topic level naming the device; the payload id"
+        " must equal it",
+    )
     temp_path: str = "temp_c"
     ts_path: str | None = "ts"
     ts_format: Literal["epoch_s", "epoch_ms", "iso8601"] = "epoch_ms"
@@ -79,6 +90,12 @@ class TopicMapping(BaseModel):
             if keys:
                 msg = f"{', '.join(keys)}: format 'json' uses temp_path, rh_path, battery_path"
                 raise ValueError(msg)
+            if self.device_topic_segment is not None and self.sensor_path is None:
+                msg = (
+                    "device_topic_segment goes with sensor_path (the topic already names"
+                    " the sensor)"
+                )
+                raise ValueError(msg)
             return self
         foreign = [name for name in _JSON_ONLY_FIELDS if name in self.model_fields_set]
         if foreign:
@@ -86,6 +103,9 @@ class TopicMapping(BaseModel):
                 f"format {self.format!r} knows its payload layout; "
                 f"{', '.join(foreign)} belong to format 'json'"
             )
+            raise ValueError(msg)
+        if self.device_topic_segment is not None:
+            msg = "device_topic_segment goes with format 'json' and sensor_path"
             raise ValueError(msg)
         return self
 
@@ -99,12 +119,19 @@ class MqttDriverConfig(MqttConnectionConfig, DriverConfig):
         default_factory=dict,
         description="optional device id -> sensor id; unmapped ids are used as they are",
     )
+    sensors: list[str] = Field(
+        default_factory=list,
+        description="sensors this block may report under their own ids (besides the"
+        " sensor_ids values); a reading for any other sensor is refused identity_mismatch",
+    )
     max_payload_bytes: int = Field(default=16_384, ge=64)
 
     def sensor_refs(self) -> Iterator[tuple[str, str]]:
-        """Each mapped device's sensor."""
+        """Each mapped device's sensor, and the sensors reported under their own id."""
         for device, sensor in self.sensor_ids.items():
             yield f"sensor_ids.{device}", sensor
+        for index, sensor in enumerate(self.sensors):
+            yield f"sensors[{index}]", sensor
 
     def resources(self) -> Iterator[str]:
         """The session: two drivers with one client id on one broker steal it."""
@@ -122,10 +149,6 @@ class MqttDriverConfig(MqttConnectionConfig, DriverConfig):
                         f"topics matching both are decoded as {earlier.format!r} only (the "
                         "first matching subscription wins); narrow one of them or reorder",
                     )
-
-    def feeds_unnamed_sensors(self) -> bool:
-        """Device ids not in sensor_ids are used as sensor ids."""
-        return True
 
     @property
     def session_client_id(self) -> str:

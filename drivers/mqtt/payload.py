@@ -13,6 +13,8 @@ Reject reasons (exact strings, they become counter labels):
 ``bad_type``      a field has the wrong JSON type (a string temperature, a bool, ...)
 ``bad_timestamp`` the timestamp has the wrong type, does not parse, is naive or out of range
 ``non_finite``    NaN, Infinity or a number too large for a float
+``identity_mismatch`` the payload's sensor id differs from the device its topic names
+                  (``device_topic_segment``): a client reporting for another device
 ``no_mapping``    the topic matches no configured subscription (a persistent session
                   keeps subscriptions of an older config until the broker drops them)
 ``decoder_error`` a payload format raised (a bug): the payload is kept as a dead letter
@@ -42,6 +44,7 @@ BAD_TIMESTAMP: Final = "bad_timestamp"
 NON_FINITE: Final = "non_finite"
 NO_MAPPING: Final = "no_mapping"
 DECODER_ERROR: Final = "decoder_error"
+IDENTITY_MISMATCH: Final = "identity_mismatch"
 
 REJECT_REASONS: Final = (
     TOO_LARGE,
@@ -53,6 +56,7 @@ REJECT_REASONS: Final = (
     NON_FINITE,
     NO_MAPPING,
     DECODER_ERROR,
+    IDENTITY_MISMATCH,
 )
 
 # Timestamps are stored as signed 64-bit nanoseconds (SQLite INTEGER, InfluxDB): a device
@@ -264,6 +268,16 @@ class PayloadMapper:
                     f"got {_json_type(value)}",
                 )
             where = self._sensor_path
+            segment = self.mapping.device_topic_segment
+            if segment is not None:
+                levels = topic.split("/")
+                publisher = levels[segment] if segment < len(levels) else ""
+                if device != publisher:
+                    raise _Invalid(
+                        IDENTITY_MISMATCH,
+                        f"{where}: sensor id {device[:64]!r} is not the device"
+                        f" {publisher[:64]!r} named by topic level {segment}",
+                    )
         else:
             assert self._segment is not None
             levels = topic.split("/")

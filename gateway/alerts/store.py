@@ -33,6 +33,7 @@ from typing import Any
 
 from gateway.core.clock import iso_utc
 from gateway.core.errors import GatewayError
+from gateway.core.text import NAME_MAX_CHARS, NOTE_MAX_CHARS, text_problem
 from gateway.journal.tx import immediate
 
 
@@ -386,11 +387,25 @@ class AlertStore:
             self._append(cur, alert, EventKind.RAISED, raised_ns)
             return alert, True
 
-    def acknowledge(self, alert_id: str, by: str, at_ns: int, note: str = "") -> Alert:
-        """Acknowledge an active alert; idempotent; UnknownAlert / AlertAlreadyCleared."""
+    def acknowledge(
+        self, alert_id: str, by: str, at_ns: int, note: str = "", signer: str | None = None
+    ) -> Alert:
+        """Acknowledge an active alert; idempotent; UnknownAlert / AlertAlreadyCleared.
+
+        ``by`` is who says they acknowledged; ``signer`` the enrolled key that signed the
+        command, when it was signed (kept in the alert's details as ``acknowledged_key``).
+        """
         if not by:
             msg = "an acknowledgement needs a name (who acknowledged)"
             raise AlertError(msg)
+        for field_name, value, limit in (
+            ("by", by, NAME_MAX_CHARS),
+            ("note", note, NOTE_MAX_CHARS),
+        ):
+            problem = text_problem(value) if len(value) <= limit else f"over {limit} characters"
+            if problem is not None:
+                msg = f"{field_name}: {problem}"
+                raise AlertError(msg)
         with self._tx() as cur:
             alert = self._by_id(cur, alert_id)
             if alert is None or alert.hub != self.hub:
@@ -401,8 +416,15 @@ class AlertStore:
                 raise AlertAlreadyCleared(msg)
             if alert.state is AlertState.ACKNOWLEDGED:
                 return alert
+            details = (
+                alert.details if signer is None else {**alert.details, "acknowledged_key": signer}
+            )
             acked = replace(
-                alert, state=AlertState.ACKNOWLEDGED, acknowledged_by=by, acknowledged_ns=at_ns
+                alert,
+                state=AlertState.ACKNOWLEDGED,
+                acknowledged_by=by,
+                acknowledged_ns=at_ns,
+                details=details,
             )
             self._write(cur, acked, insert=False)
             self._append(cur, acked, EventKind.ACKNOWLEDGED, at_ns, note)

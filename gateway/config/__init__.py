@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
 
 from drivers.base import DriverConfig
 from drivers.registry import REGISTRY
+from gateway.commands.config import CommandsConfig
 from gateway.core.errors import ConfigError
 from gateway.core.model import IDENTIFIER_PATTERN
 from gateway.core.secrets import SecretRef
@@ -193,6 +195,11 @@ class InfluxSinkConfig(_Strict):
         if not self.url.startswith(("http://", "https://")):
             msg = "url must start with http:// or https://"
             raise ValueError(msg)
+        if "@" in urlsplit(self.url).netloc:
+            # InfluxDB ignores credentials in the URL, and every log line, check-config
+            # summary and status.json that shows the URL would show the password.
+            msg = "url must not carry user:password@; use username/password or token"
+            raise ValueError(msg)
         return self
 
 
@@ -220,6 +227,7 @@ class GatewayConfig(_Strict):
     zones: list[ZoneConfig] = []
     drivers: _DriverTables = Field(default_factory=_DriverTables)
     sinks: SinksConfig = SinksConfig()
+    commands: CommandsConfig = CommandsConfig()
     logging: LoggingConfig = LoggingConfig()
     health: HealthSettings = HealthSettings()
     dwell_rules: list[DwellRule] = list(DEFAULT_DWELL_RULES)
@@ -288,7 +296,14 @@ def _driver_problems(drivers: DriversConfig, sensor_ids: set[str]) -> list[str]:
         if block.name in names:
             problems.append(f"{where}.name: {block.name!r} is also {names[block.name]}")
         names.setdefault(block.name, where)
-        for path, sensor in block.sensor_refs():
+        refs = list(block.sensor_refs())
+        if not refs:
+            problems.append(
+                f"{where}: lists no sensors, so every reading it delivers would be refused"
+                " (a sensor is accepted only from the driver block that names it,"
+                " for mqtt: sensors = [...] or sensor_ids)"
+            )
+        for path, sensor in refs:
             if sensor not in sensor_ids:
                 problems.append(f"{where}.{path}: unknown sensor {sensor!r}")
         for resource in block.resources():

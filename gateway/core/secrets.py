@@ -8,19 +8,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from gateway.core.errors import ConfigError
 
 
 class SecretRef(BaseModel):
-    """Where a secret lives: an environment variable, a file, or (discouraged) inline."""
+    """Where a secret lives: an environment variable, a file, or (discouraged) inline.
+
+    An inline ``value`` is a ``SecretStr``: repr, str, logs and status show ``**********``,
+    never the secret (check-config warns about it: the config file must then be as
+    private as the secret).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: str | None = None
     file: str | None = None
-    value: str | None = None
+    value: SecretStr | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
@@ -33,7 +38,7 @@ class SecretRef(BaseModel):
     def resolve(self) -> str:
         """Read the secret now; a missing variable or file is a ConfigError."""
         if self.value is not None:
-            return self.value
+            return self.value.get_secret_value()
         if self.env is not None:
             found = os.environ.get(self.env)
             if found is None:

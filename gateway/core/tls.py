@@ -94,25 +94,57 @@ class MqttConnectionConfig(BaseModel):
     tls: TlsConfig = TlsConfig()
 
 
+SESSION_TAKEN_OVER = 142
+"""MQTT 5 DISCONNECT reason code: another client connected with our client id."""
+NEVER_EXPIRES = 0xFFFFFFFF
+"""MQTT 5 session expiry interval: the broker keeps the session until it is resumed."""
+
+
 def persistent_session_kwargs(
-    config: MqttConnectionConfig, identifier: str, tls: ssl.SSLContext | None
+    config: MqttConnectionConfig,
+    identifier: str,
+    tls: ssl.SSLContext | None,
+    *,
+    mqtt5: bool = False,
 ) -> dict[str, Any]:
     """aiomqtt.Client arguments for a fixed-id, persistent-session (QoS 1) connection.
 
-    Both the ingest driver and the planner feed connect this way: MQTT 3.1.1 with
-    clean_session off, so the broker keeps QoS 1 messages while the gateway restarts.
+    Both the ingest driver and the planner feed connect this way, so the broker keeps
+    QoS 1 messages while the gateway restarts: MQTT 3.1.1 with clean_session off, or
+    (``mqtt5``, the planner feed) MQTT 5 with clean start off and a session that never
+    expires. MQTT 5 is what lets the feed tell a session takeover (the broker's DISCONNECT
+    with reason 142) from a network drop: 3.1.1 brokers just close the socket.
     The password is resolved on every connect, so a rotated credential is picked up.
     """
     import aiomqtt
 
+    if mqtt5:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = NEVER_EXPIRES
+        session: dict[str, Any] = {
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": False,
+            "properties": properties,
+        }
+    else:
+        session = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
     return {
         "hostname": config.host,
         "port": config.port,
         "identifier": identifier,
-        "protocol": aiomqtt.ProtocolVersion.V311,
-        "clean_session": False,
+        **session,
         "keepalive": config.keepalive_s,
         "username": config.username,
         "password": config.password.resolve() if config.password is not None else None,
         "tls_context": tls,
     }
+
+
+def taken_over(exc: BaseException) -> bool:
+    """True when an aiomqtt error is the broker's "session taken over" DISCONNECT."""
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    return value == SESSION_TAKEN_OVER

@@ -39,6 +39,9 @@ HASHED_FIELDS: tuple[str, ...] = (
 )
 """The fields the hash covers, all of them always present (None as JSON null)."""
 
+OPTIONAL_HASHED_FIELDS: tuple[str, ...] = ("signer",)
+"""Covered by the hash only when set, so records from before them keep their hashes."""
+
 
 class HandoffLike(Protocol):
     """Anything with the hashed fields and ``hash`` (a HandoffRecord, a row from InfluxDB)."""
@@ -88,6 +91,7 @@ class HandoffRecord:
     temp_c: float | None
     prev_hash: str
     hash: str
+    signer: str | None = None  # the enrolled key that signed the command; None: unsigned
 
     def fields(self) -> dict[str, object]:
         """The hashed fields by name (everything but ``hash``)."""
@@ -104,7 +108,12 @@ def normalize_temp(temp_c: float | None) -> float | None:
 
 def hashed_fields(record: HandoffLike) -> dict[str, object]:
     """The values the hash covers, read from any handoff-like record."""
-    return {name: getattr(record, name) for name in HASHED_FIELDS}
+    fields = {name: getattr(record, name) for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        value = getattr(record, name, None)
+        if value is not None:
+            fields[name] = value
+    return fields
 
 
 def canonical_bytes(fields: Mapping[str, object]) -> bytes:
@@ -119,6 +128,9 @@ def canonical_bytes(fields: Mapping[str, object]) -> bytes:
         msg = f"handoff record lacks {', '.join(missing)}"
         raise ValueError(msg)
     data = {name: fields[name] for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        if fields.get(name) is not None:
+            data[name] = fields[name]
     for name in ("seq", "ts_ns"):
         value = data[name]
         if not isinstance(value, int) or isinstance(value, bool):

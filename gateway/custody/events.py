@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.core.clock import NS_PER_S, datetime_to_ns, iso_utc
 from gateway.core.errors import GatewayError
 from gateway.core.model import IDENTIFIER_PATTERN
+from gateway.core.text import text_problem
 
 SHIPMENT_ID_PATTERN = IDENTIFIER_PATTERN
 NOTE_MAX_CHARS = 500
@@ -79,6 +80,7 @@ RejectReason = Literal[
     "unknown_shipment",
     "invalid_transition",
     "profile_conflict",
+    "future_time",
 ]
 REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
 
@@ -214,9 +216,17 @@ def from_json(payload: bytes | str) -> CustodyEvent:
     if not isinstance(data, dict):
         raise CustodyRejected("malformed", "payload must be a JSON object")
     try:
-        return CustodyEvent.model_validate(data)
+        event = CustodyEvent.model_validate(data)
     except ValidationError as exc:
         raise CustodyRejected("malformed", _validation_detail(exc)) from exc
+    # Free text from outside is checked here, at input (gateway.core.text): records
+    # already in a journal stay readable whatever an older version let in.
+    for name in ("actor", "carrier", "note"):
+        value = getattr(event, name)
+        problem = text_problem(value) if value else None
+        if problem is not None:
+            raise CustodyRejected("malformed", f"{name}: {problem}")
+    return event
 
 
 def _validation_detail(exc: ValidationError) -> str:
@@ -278,6 +288,7 @@ class CustodyRecord:
     temp_c: float | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    signer: str | None = None
 
     def to_event(self) -> CustodyEvent:
         """The accepted event this row records; ValueError for a rejected row."""

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from gateway.core.clock import NS_PER_S, iso_utc
 from gateway.core.errors import JournalError
 from gateway.custody.chain import GENESIS_HASH, HandoffRecord, normalize_temp, record_hash
 from gateway.custody.events import (
@@ -89,7 +90,7 @@ CREATE INDEX IF NOT EXISTS custody_inbox_pending ON custody_inbox (processed, id
 
 _RECORD_COLUMNS = (
     "id, recorded_ns, source, accepted, ts_ns, shipment, kind, zone, actor, carrier, profile,"
-    " note, reason, detail, payload, seq, temp_c, prev_hash, hash"
+    " note, reason, detail, payload, seq, temp_c, prev_hash, hash, signer"
 )
 
 # Added by the hash chain; a journal created before it gets them with ALTER TABLE.
@@ -99,13 +100,16 @@ _CHAIN_COLUMNS = (
     ("temp_c", "REAL"),
     ("prev_hash", "TEXT"),
     ("hash", "TEXT"),
+    # The enrolled key that signed the command (gateway.commands.signed); NULL: unsigned.
+    ("signer", "TEXT"),
 )
 _CHAIN_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS custody_events_seq ON custody_events (seq)"
     " WHERE seq IS NOT NULL"
 )
 _HANDOFF_COLUMNS = (
-    "hub, seq, shipment, kind, zone, actor, carrier, profile, note, ts_ns, temp_c, prev_hash, hash"
+    "hub, seq, shipment, kind, zone, actor, carrier, profile, note, ts_ns, temp_c, prev_hash, hash,"
+    " signer"
 )
 
 TempOf = Callable[[str], float | None]
@@ -128,6 +132,7 @@ def _handoff(row: Iterable[Any]) -> HandoffRecord:
         temp_c=None if r[10] is None else float(r[10]),
         prev_hash=r[11],
         hash=r[12],
+        signer=r[13],
     )
 
 
@@ -148,6 +153,7 @@ class CustodyLedger:
         profiles: Collection[str],
         *,
         readonly: bool = False,
+        max_future_s: float | None = None,
     ) -> None:
         if db.isolation_level is not None:
             msg = "CustodyLedger needs a connection opened with isolation_level=None"
@@ -156,6 +162,9 @@ class CustodyLedger:
         self.hub = hub
         self.zones = frozenset(zones)
         self.profiles = frozenset(profiles)
+        # An event dated further than this after the receive time is refused future_time
+        # (a "received" dated 2099 would lock the shipment against every real handoff).
+        self._max_future_ns = None if max_future_s is None else int(max_future_s * NS_PER_S)
         if not readonly:  # a read-only reader (verify, trace) finds the tables as they are
             self._db.executescript(_SCHEMA)
             self._migrate()
@@ -248,10 +257,17 @@ class CustodyLedger:
         now_ns: int,
         source: str = "mqtt",
         temp_c: float | None = None,
+        signer: str | None = None,
     ) -> ShipmentState:
-        """Parse and apply a wire payload; a malformed one is recorded with its raw text too."""
+        """Parse and apply a wire payload; a malformed one is recorded with its raw text too.
+
+        ``signer`` is the enrolled key that signed the command (None: unsigned), recorded
+        beside the self-declared ``actor`` and covered by the record's hash.
+        """
         with self._tx() as cur:
-            outcome = self._apply_payload_in_tx(cur, payload, now_ns, source, _fixed(temp_c))
+            outcome = self._apply_payload_in_tx(
+                cur, payload, now_ns, source, _fixed(temp_c), signer
+            )
         return self._finish(outcome)
 
     def _apply_payload_in_tx(
@@ -261,16 +277,25 @@ class CustodyLedger:
         now_ns: int,
         source: str,
         temp_of: TempOf,
+        signer: str | None = None,
     ) -> ShipmentState | CustodyRejected:
         raw = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
         try:
             event = from_json(payload)
         except CustodyRejected as exc:
             exc.record_id = self._insert(
-                cur, None, now_ns, source, exc.reason, exc.detail, raw, data=_loose(raw)
+                cur,
+                None,
+                now_ns,
+                source,
+                exc.reason,
+                exc.detail,
+                raw,
+                data=_loose(raw),
+                signer=signer,
             )
             return exc
-        return self._apply_in_tx(cur, event, now_ns, source, raw, temp_of)
+        return self._apply_in_tx(cur, event, now_ns, source, raw, temp_of, signer)
 
     def _finish(self, outcome: ShipmentState | CustodyRejected) -> ShipmentState:
         if isinstance(outcome, CustodyRejected):
@@ -289,16 +314,19 @@ class CustodyLedger:
         source: str,
         raw: str | None,
         temp_of: TempOf,
+        signer: str | None = None,
     ) -> ShipmentState | CustodyRejected:
         before = self._state_from_db(cur, event.shipment)
         if before is not None and self._is_redelivery(cur, before, event):
             return replace(before, duplicate=True)
-        problem = self._check(before, event)
+        problem = self._future(event, recorded_ns) or self._check(before, event)
         if problem is not None:
             reason, detail = problem
-            record_id = self._insert(cur, event, recorded_ns, source, reason, detail, raw)
+            record_id = self._insert(
+                cur, event, recorded_ns, source, reason, detail, raw, signer=signer
+            )
             return CustodyRejected(reason, detail, event=event, record_id=record_id)
-        record_id = self._insert(cur, event, recorded_ns, source, None, None, raw)
+        record_id = self._insert(cur, event, recorded_ns, source, None, None, raw, signer=signer)
         self._chain(
             cur,
             record_id,
@@ -311,6 +339,7 @@ class CustodyLedger:
             event.note,
             event.ts_ns,
             temp_c=temp_of(event.zone),
+            signer=signer,
         )
         return ShipmentState(
             shipment=event.shipment,
@@ -321,6 +350,17 @@ class CustodyLedger:
             carrier=event.carrier or (before.carrier if before else None),
             first_ns=before.first_ns if before else event.ts_ns,
             event_id=record_id,
+        )
+
+    def _future(self, event: CustodyEvent, now_ns: int) -> tuple[RejectReason, str] | None:
+        limit = self._max_future_ns
+        if limit is None or event.ts_ns <= now_ns + limit:
+            return None
+        ahead_s = (event.ts_ns - now_ns) / NS_PER_S
+        return (
+            "future_time",
+            f"event time {iso_utc(event.ts_ns)} is {ahead_s:.0f} s after the hub's clock"
+            f" (at most {limit // NS_PER_S} s allowed)",
         )
 
     def _check(
@@ -363,6 +403,8 @@ class CustodyLedger:
         detail: str | None,
         raw: str | None,
         data: Mapping[str, Any] | None = None,
+        *,
+        signer: str | None = None,
     ) -> int:
         if event is not None:
             values: tuple[Any, ...] = (
@@ -391,9 +433,9 @@ class CustodyLedger:
             )
         cur.execute(
             "INSERT INTO custody_events (recorded_ns, source, accepted, ts_ns, shipment, kind,"
-            " zone, actor, carrier, profile, note, reason, detail, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (recorded_ns, source, int(reason is None), *values, reason, detail, raw),
+            " zone, actor, carrier, profile, note, reason, detail, payload, signer)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (recorded_ns, source, int(reason is None), *values, reason, detail, raw, signer),
         )
         return int(cur.lastrowid or 0)
 
@@ -411,6 +453,7 @@ class CustodyLedger:
         ts_ns: int,
         *,
         temp_c: float | None,
+        signer: str | None = None,
     ) -> HandoffRecord:
         """Make an accepted row the next handoff record (inside the caller's transaction)."""
         last = cur.execute(
@@ -431,6 +474,7 @@ class CustodyLedger:
             temp_c=normalize_temp(temp_c),
             prev_hash=prev_hash,
             hash="",
+            signer=signer,
         )
         record = replace(record, hash=record_hash(record.fields()))
         cur.execute(

@@ -256,6 +256,7 @@ def record_from_influx(row: Mapping[str, Any]) -> HandoffRecord:
         temp_c=None if temp is None else float(temp),
         prev_hash=_req(row, "prev_hash"),
         hash=_req(row, "hash"),
+        signer=_opt_str(row, "signer"),
     )
 
 

@@ -46,6 +46,7 @@ CommitListener = Callable[[Sequence[Reading]], None]
 # Sees a delivery's readings before they are committed; True = something waits on this
 # batch (an alert transition): commit it now instead of waiting out the interval.
 Observer = Callable[[Sequence[Reading]], bool]
+RejectListener = Callable[[Sequence[Reject]], None]
 
 
 @dataclass(slots=True)
@@ -86,6 +87,8 @@ class Ingest:
         self._listeners: list[CommitListener] = []
         self._observers: list[Observer] = []
         self._dead: list[Reject] = []  # dead letters of the batch being built
+        self._refusals: list[Reject] = []  # every reject of the batch being built
+        self._reject_listeners: list[RejectListener] = []
         self._identity = ReadingIdentity()
         self._identity_loaded = False
         self.last_id = 0
@@ -97,6 +100,10 @@ class Ingest:
         derive may be journaled before the readings it derives from.
         """
         self._observers.append(observer)
+
+    def on_rejects(self, listener: RejectListener) -> None:
+        """Call listener with every committed batch's rejects (the identity alerts)."""
+        self._reject_listeners.append(listener)
 
     def on_commit(self, listener: CommitListener) -> None:
         """Call listener with every committed batch of readings (SOP engine, sinks)."""
@@ -178,6 +185,7 @@ class Ingest:
         pending.readings = readings
         for reject in rejects:
             counters.drop(pending.driver, reject.reason)
+            self._refusals.append(reject)
             if reject.dead_letter:
                 self._dead.append(reject)
         urgent = False
@@ -191,6 +199,7 @@ class Ingest:
         for pending in batch:
             readings.extend(pending.readings)
         dead, self._dead = self._dead, []
+        refusals, self._refusals = self._refusals, []
         counters = self._counters
         backoff = Backoff(initial=0.2, maximum=10.0)
         now_ns = self._clock.now_ns()
@@ -229,6 +238,9 @@ class Ingest:
                 counters.error(pending.driver, f"ack failed: {exc}")
         for listener in self._listeners:
             listener(readings)
+        if refusals:
+            for reject_listener in self._reject_listeners:
+                reject_listener(refusals)
 
     @staticmethod
     def _driver_of(batch: Sequence[_Pending], source: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from gateway.core.errors import JournalError, JournalRefused, JournalUnwritable
+from gateway.core.files import SHARED, restrict_mode
 from gateway.core.model import Reading, Reject
 from gateway.journal.tx import immediate
 
@@ -220,6 +221,11 @@ class Journal:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            if str(path) != ":memory:":
+                # 0640 at most whatever the umask: SQLite gives the WAL and SHM files the
+                # database file's mode when it creates them.
+                for suffix in ("", "-wal", "-shm"):
+                    restrict_mode(f"{self.path}{suffix}", SHARED)
             # A new journal gets small pages: every commit rewrites its partly filled last
             # pages whole, so the page is the unit of write amplification (no effect on an
             # existing file, which keeps its page size).

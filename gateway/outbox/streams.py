@@ -117,7 +117,7 @@ def custody_line(record: HandoffRecord) -> str:
     """The record as line protocol, measurement ``custody`` at the event's time.
 
     Tags hub, shipment, event, zone (DESIGN.md); fields actor, carrier, temp_c, seq,
-    prev_hash, hash, note, profile, the optional ones left out when None. A point's
+    prev_hash, hash, note, profile, signer, the optional ones left out when None. A point's
     identity is measurement + tags + time: two handoffs of one shipment with the same
     event kind, zone and nanosecond would overwrite each other (see docs/custody-records.md).
     """
@@ -133,6 +133,8 @@ def custody_line(record: HandoffRecord) -> str:
         fields["note"] = record.note
     if record.profile is not None:
         fields["profile"] = record.profile
+    if record.signer is not None:
+        fields["signer"] = record.signer
     tags = {
         "hub": record.hub,
         "shipment": record.shipment,

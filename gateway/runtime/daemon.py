@@ -8,17 +8,21 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from drivers.base import Driver
 from drivers.registry import REGISTRY
 from gateway.alerts.store import AlertStore
+from gateway.commands.keyring import KeyRing
+from gateway.commands.signed import CommandGuard
 from gateway.config import GatewayConfig
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.metrics import Counters
 from gateway.custody.events import CustodyRejected
 from gateway.evidence.service import EvidenceService, checkpoint_stream
 from gateway.ingest.batcher import Ingest
+from gateway.ingest.identity import RULES as IDENTITY_RULES
+from gateway.ingest.identity import IdentityAlert, IdentityWatch
 from gateway.ingest.normalize import Normalizer
 from gateway.journal.budget import BudgetAlert, DiskBudget
 from gateway.journal.health import JournalHealth
@@ -110,6 +114,10 @@ class Gateway:
         self.evidence: EvidenceService | None = None
         if config.evidence.enabled:
             self.evidence = EvidenceService(config, self.journal, self.runner, self.clock)
+        self.identity = IdentityWatch(
+            self.clock, lambda alerts: self.engine.report([_identity_event(a) for a in alerts])
+        )
+        self.ingest.on_rejects(self.identity.observe)
         self.forwarders: list[InfluxForwarder] = []
         influx = config.sinks.influx
         if influx is not None:
@@ -136,6 +144,15 @@ class Gateway:
             self.forwarders.append(forwarder)
         self.planner: PlannerFeed | None = None
         if config.sinks.planner is not None:
+            commands = config.commands
+            guard = CommandGuard(
+                self.journal.connection,
+                config.hub.id,
+                KeyRing(commands.keys_path(config.journal.path)),
+                require_signatures=commands.require_signatures,
+                max_future_s=commands.max_future_s,
+                max_age_s=commands.max_age_s,
+            )
             self.planner = PlannerFeed(
                 config.sinks.planner,
                 config.hub.id,
@@ -146,6 +163,8 @@ class Gateway:
                 self._hub_state,
                 commands={"custody": self._custody_command},
                 custody_exceptions=self.engine.ledger.rejected_after,
+                guard=guard,
+                on_takeover=self._session_takeover,
             )
             self.engine.on_alert_change(self.planner.wake)
             self.engine.on_custody_rejected(self.planner.wake)
@@ -206,6 +225,7 @@ class Gateway:
         )
         self.ready = asyncio.Event()
         self.shutdown_flush_s = 5.0
+        self.security_warnings: list[str] = self.status.security_warnings
 
     def _notification_streams(self) -> list[Stream]:
         """The notification attempt log for InfluxDB (measurement ``notification``)."""
@@ -237,6 +257,10 @@ class Gateway:
             await self.evidence.start()
         active = await self.runner.call(self.alerts.active)
         self.sink_watch.restore((a.rule, a.subject) for a in active)
+        self.identity.restore((a.rule, a.subject) for a in active if a.rule in IDENTITY_RULES)
+        for warning in self.security_warnings:
+            # ERROR, not WARNING: a hub running at level ERROR must still see these.
+            log.error("security: %s", warning)
         try:
             async with asyncio.TaskGroup() as tg:
                 ingest_task = tg.create_task(self.ingest.run(), name="ingest")
@@ -281,6 +305,7 @@ class Gateway:
                 probe_task = tg.create_task(
                     self.journal_alarm.probe(self.runner, self.clock), name="journal-probe"
                 )
+                identity_task = tg.create_task(self.identity.run(), name="identity-watch")
                 evidence_tasks = (
                     [tg.create_task(self._guarded("evidence", self.evidence.run), name="evidence")]
                     if self.evidence is not None
@@ -329,6 +354,7 @@ class Gateway:
                     status_task,
                     prune_task,
                     budget_task,
+                    identity_task,
                     sop_task,
                     watchdog_task,
                     probe_task,
@@ -377,13 +403,39 @@ class Gateway:
         except TimeoutError:
             log.warning("sinks not drained at shutdown; the backlog stays in the journal")
 
-    async def _custody_command(self, body: dict[str, object]) -> None:
+    async def _custody_command(self, body: dict[str, object], signer: str | None) -> None:
         """``cmd/custody`` from a scanner or WMS: journal it, or refuse it with the reason."""
         try:
-            await self.engine.apply_custody(json.dumps(body).encode(), "mqtt")
+            await self.engine.apply_custody(json.dumps(body).encode(), "mqtt", signer)
         except CustodyRejected as exc:
             self.counters.drop("custody", exc.reason)
             raise CommandRejected(str(exc)) from exc
+
+    def _session_takeover(
+        self, kind: Literal["raised", "cleared"], client_id: str, what: str
+    ) -> None:
+        """The planner feed's session was taken over (or is ours again for an hour)."""
+        now = self.clock.now_ns()
+        message = (
+            what
+            if kind == "cleared"
+            else (f"{what}; check the broker's ACL and use_username_as_clientid (docs/security.md)")
+        )
+        self.engine.report(
+            [
+                HealthEvent(
+                    kind=kind,
+                    rule="session_takeover",
+                    subject=client_id,
+                    at_ns=now,
+                    value=None,
+                    limit=None,
+                    message=message,
+                    severity="critical",
+                    details={"since_ns": now} if kind == "raised" else {},
+                )
+            ]
+        )
 
     def _hub_state(self) -> tuple[HubState, list[str]]:
         return self.status.hub_state()
@@ -431,3 +483,18 @@ async def backlog_of(runner: JournalRunner, sink: str) -> tuple[int, int | None]
     """(records waiting, receive time of the oldest) for one sink."""
     b = await runner.call(runner.journal.backlog, sink, STREAM_READINGS)
     return b.records, b.oldest_ts_ns
+
+
+def _identity_event(alert: IdentityAlert) -> HealthEvent:
+    """The gateway's own identity alert transition (critical while raised)."""
+    return HealthEvent(
+        kind=alert.kind,
+        rule=alert.rule,  # type: ignore[arg-type]
+        subject=alert.source,
+        at_ns=alert.at_ns,
+        value=float(alert.count),
+        limit=0.0 if alert.kind == "raised" else None,
+        message=alert.message,
+        severity="critical",
+        details=dict(alert.details),
+    )

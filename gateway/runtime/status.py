@@ -21,7 +21,9 @@ from typing import Any
 from drivers.base import Driver
 from gateway.alerts.store import AlertStore
 from gateway.config import GatewayConfig
+from gateway.config.audit import security_warnings
 from gateway.core.clock import Clock, iso_utc
+from gateway.core.files import SHARED, write_atomic
 from gateway.core.metrics import Counters
 from gateway.ingest.batcher import Ingest
 from gateway.journal.health import JournalHealth
@@ -77,6 +79,8 @@ class StatusReporter:
         # Sections computed on the event loop, where their state lives (the zones as the
         # SOP engine judges them).
         self.live_sections: dict[str, Callable[[], Any]] = {}
+        # What would let someone fake or read the record (gateway.config.audit).
+        self.security_warnings: list[str] = security_warnings(config)
 
     async def run(self) -> None:
         """Refresh every ``status_interval_s``."""
@@ -188,14 +192,13 @@ class StatusReporter:
             "sinks": sinks,
             "drivers": [d.name for d in self.drivers],
             "counters": self.counters.snapshot(),
+            "security_warnings": self.security_warnings,
             **self._extras,
         }
 
     def write(self) -> None:
-        """Rewrite status.json atomically (temp file, then rename)."""
-        tmp = self.path.with_suffix(".tmp")
+        """Rewrite status.json atomically: temp file + rename, 0640, never through a symlink."""
         try:
-            tmp.write_text(json.dumps(self.snapshot(), indent=2), encoding="utf-8")
-            tmp.replace(self.path)
+            write_atomic(self.path, json.dumps(self.snapshot(), indent=2).encode(), SHARED)
         except OSError as exc:
             log.warning("cannot write status file %s: %s", self.path, exc)

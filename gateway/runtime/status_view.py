@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
+
+from gateway.core.text import printable
+
+
+def _cell(value: object, limit: int = 200) -> str:
+    """A value from the status file as one table line: no escapes, no rich markup."""
+    return escape(printable(value, limit))
 
 
 def counters_table(status: dict[str, Any]) -> Table:
@@ -16,13 +24,13 @@ def counters_table(status: dict[str, Any]) -> Table:
     table.add_column("count", justify="right")
     for driver, n in sorted(c["received"].items()):
         state = "up" if c["connected"].get(driver) else "down"
-        table.add_row(f"received  {driver} ({state})", f"{n:,}")
+        table.add_row(f"received  {_cell(driver)} ({state})", f"{n:,}")
     table.add_row("committed to journal", f"{c['committed']:,}")
     for reason, n in sorted(c["dropped"].items()):
-        table.add_row(f"[yellow]dropped   {reason}[/]", f"{n:,}")
+        table.add_row(f"[yellow]dropped   {_cell(reason)}[/]", f"{n:,}")
     table.add_row("dead-lettered (kept)", f"{c['dead_lettered']:,}")
     for flag, n in sorted(c["flagged"].items()):
-        table.add_row(f"flagged   {flag}", f"{n:,}")
+        table.add_row(f"flagged   {_cell(flag)}", f"{n:,}")
     if "readings_per_s" in status:
         table.add_row("readings/s", f"{status['readings_per_s']:,.1f}")
     ages = status.get("oldest_unsent_age_s", {})
@@ -116,7 +124,7 @@ def alerts_summary(status: dict[str, Any]) -> Table | None:
         # Full ids, never cut with an ellipsis: they are pasted into `coldchain alerts ack`.
         table.add_column(col, overflow="fold", no_wrap=col == "id")
     for a in active:
-        table.add_row(a["id"], a["severity"], a["rule"], a["subject"])
+        table.add_row(*(_cell(a[k]) for k in ("id", "severity", "rule", "subject")))
     return table
 
 
@@ -129,7 +137,7 @@ def errors_table(status: dict[str, Any]) -> Table | None:
     table.add_column("component")
     table.add_column("error", overflow="fold")
     for component, message in sorted(errors.items()):
-        table.add_row(component, message)
+        table.add_row(_cell(component), _cell(message, 500))
     return table
 
 
@@ -163,13 +171,15 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
     state = status.get("state")
     reasons = status.get("degraded_reasons") or []
     console.print(
-        f"hub [bold]{status['hub']}[/] "
-        + (f"[{'green' if state == 'online' else 'red'}]{state}[/] " if state else "")
+        f"hub [bold]{_cell(status['hub'])}[/] "
+        + (f"[{'green' if state == 'online' else 'red'}]{_cell(state)}[/] " if state else "")
         + f"pid {status['pid']} up {status['uptime_s']} s "
-        f"(status at {status['at']}), journal {status['journal']}"
+        f"(status at {_cell(status['at'])}), journal {_cell(status['journal'])}"
     )
     for reason in reasons:
-        console.print(f"  [red]degraded: {reason}[/]", highlight=False)
+        console.print(f"  [red]degraded: {_cell(reason)}[/]", highlight=False)
+    for warning in status.get("security_warnings", []):
+        console.print(f"[red]security:[/] {_cell(warning, 400)}")
     parts: list[Table] = []
     zones = zones_table(status)
     if zones is not None:

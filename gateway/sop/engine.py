@@ -83,7 +83,11 @@ class SopEngine:
         zone_kinds = {z.id: z.kind for z in config.zones}
         self._zone_kinds = zone_kinds
         self.ledger = CustodyLedger(
-            runner.journal.connection, config.hub.id, set(zone_kinds), set(profiles)
+            runner.journal.connection,
+            config.hub.id,
+            set(zone_kinds),
+            set(profiles),
+            max_future_s=config.commands.max_future_s,
         )
         self.dwell = DwellTimers.rebuild(self.ledger, config.dwell_rules, zone_kinds)
         self._config = config
@@ -279,19 +283,25 @@ class SopEngine:
         """Zones holding at least one shipment now (a stale one there is a data gap)."""
         return {s.zone for s in self.ledger.open_shipments()}
 
-    async def apply_custody(self, payload: bytes, source: str) -> ShipmentState:
+    async def apply_custody(
+        self, payload: bytes, source: str, signer: str | None = None
+    ) -> ShipmentState:
         """Journal a custody event (scanner, WMS, CLI) and run the dwell and budget rules.
+
+        ``signer`` is the verified key of a signed command (None: unsigned).
 
         Raises CustodyRejected after the rejection was journaled as an exception record.
         One step under the engine's lock: no timer runs meanwhile, and its transitions are
         journaled in line behind everything the rules said before it.
         """
         async with self._step:
-            state = await self._apply_custody(payload, source)
+            state = await self._apply_custody(payload, source, signer)
             await self._drain()
             return state
 
-    async def _apply_custody(self, payload: bytes, source: str) -> ShipmentState:
+    async def _apply_custody(
+        self, payload: bytes, source: str, signer: str | None
+    ) -> ShipmentState:
         now = self._clock.now_ns()
         ledger = self.ledger
 
@@ -307,7 +317,9 @@ class SopEngine:
 
         def apply() -> tuple[ShipmentState | None, ShipmentState]:
             before = ledger.shipment(shipment) if shipment is not None else None
-            return before, ledger.apply_payload(payload, now_ns=now, source=source, temp_c=temp_c)
+            return before, ledger.apply_payload(
+                payload, now_ns=now, source=source, temp_c=temp_c, signer=signer
+            )
 
         try:
             before, state = await self._runner.call(apply)

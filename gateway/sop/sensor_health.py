@@ -33,6 +33,9 @@ Rule = Literal[
     "sink_down",
     "journal_unwritable",
     "journal_damaged",
+    "identity_mismatch",
+    "conflicting_duplicate",
+    "session_takeover",
 ]
 EventKindName = Literal["raised", "cleared"]
 SeverityName = Literal["warning", "critical"]

@@ -10,6 +10,7 @@ shipment was exposed to.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.clock import NS_PER_S, iso_utc
+from gateway.core.files import SHARED, write_atomic
 from gateway.core.model import Quality
 from gateway.trace.analysis import TraceResult, usable
 
@@ -57,23 +59,25 @@ class _IsoFormatter:
 def write_csv(result: TraceResult, path: str | Path) -> int:
     """Write the readings of the trace window; returns the number of data rows."""
     fmt = _IsoFormatter()
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(
-            (
-                fmt(p.ts_ns),
-                p.ts_ns,
-                p.zone,
-                p.sensor,
-                repr(p.temp_c),
-                p.quality,
-                int(usable(p.quality)),
-                int(inside),
-                quality_names(p.quality),
-            )
-            for p, inside in zip(result.points, result.in_custody, strict=True)
+    fh = io.StringIO(newline="")
+    writer = csv.writer(fh)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(
+        (
+            fmt(p.ts_ns),
+            p.ts_ns,
+            p.zone,
+            p.sensor,
+            repr(p.temp_c),
+            p.quality,
+            int(usable(p.quality)),
+            int(inside),
+            quality_names(p.quality),
         )
+        for p, inside in zip(result.points, result.in_custody, strict=True)
+    )
+    # Whole or not at all, 0640, and a symlink planted at the path is replaced, not followed.
+    write_atomic(path, fh.getvalue().encode("utf-8"), SHARED)
     return len(result.points)
 
 
@@ -312,7 +316,6 @@ def summary(result: TraceResult) -> dict[str, Any]:
 def write_json(result: TraceResult, path: str | Path) -> dict[str, Any]:
     """Write the JSON summary; returns it."""
     data = summary(result)
-    Path(path).write_text(
-        json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
-    )
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    write_atomic(path, text.encode("utf-8"), SHARED)
     return data

@@ -14,7 +14,9 @@ readings draws as fast as a short one and keeps every peak.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,6 +30,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
+    LayoutError,
     Paragraph,
     SimpleDocTemplate,
     Spacer,
@@ -36,6 +39,8 @@ from reportlab.platypus import (
 )
 
 from gateway.core.clock import NS_PER_S, iso_utc
+from gateway.core.files import SHARED, write_atomic
+from gateway.core.text import printable
 from gateway.trace.analysis import TraceResult
 
 CHART_BUCKETS = 600
@@ -212,7 +217,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequenc
     style = ParagraphStyle("cell", fontName="Helvetica", fontSize=7, leading=8.5)
     head = ParagraphStyle("head", parent=style, fontName="Helvetica-Bold")
     data = [[Paragraph(escape(h), head) for h in header]]
-    data += [[Paragraph(escape(c), style) for c in row] for row in rows]
+    data += [[Paragraph(_cell(c), style) for c in row] for row in rows]
     if not rows:
         data.append([Paragraph("none", style)] + [Paragraph("", style)] * (len(header) - 1))
     t = Table(data, colWidths=[w * mm for w in widths], repeatRows=1)
@@ -259,12 +264,58 @@ class NumberedCanvas(Canvas):
         super().save()
 
 
+CELL_LIMIT = 300
+"""Characters of one table value (a note, an actor) before it is cut with a marker."""
+FALLBACK_CELL_LIMIT = 60
+_cell_limit: ContextVar[int] = ContextVar("cell_limit", default=CELL_LIMIT)
+
+
+def _cell(value: str) -> str:
+    """A table value as Paragraph markup: controls escaped, cut with a visible marker.
+
+    Values come from outside (an actor, a note, an acknowledgement): a 70 KB one made
+    one table row taller than a page, and reportlab refused the whole report.
+    """
+    limit = _cell_limit.get()
+    text = printable(value)
+    if len(text) > limit:
+        text = f"{text[:limit]} [... {len(text) - limit} more characters in the JSON summary]"
+    return escape(text)
+
+
 def write_pdf(
     result: TraceResult,
     path: str | Path,
     evidence: Sequence[tuple[str, str]] | None = None,
 ) -> None:
-    """Render the claim report to ``path``; ``evidence``: the report's identity rows."""
+    """Render the claim report to ``path``; ``evidence``: the report's identity rows.
+
+    Whole or not at all, never through a symlink (gateway.core.files). Long values are
+    cut with a marker; if the layout still fails (a value reportlab cannot place), the
+    report is rendered again with every value cut short and says so, so a claim always
+    gets its report.
+    """
+    buffer = io.BytesIO()
+    try:
+        _render(result, buffer, evidence, shortened=False)
+    except LayoutError:
+        buffer = io.BytesIO()
+        token = _cell_limit.set(FALLBACK_CELL_LIMIT)
+        try:
+            _render(result, buffer, evidence, shortened=True)
+        finally:
+            _cell_limit.reset(token)
+    write_atomic(path, buffer.getvalue(), SHARED)
+
+
+def _render(
+    result: TraceResult,
+    out: io.BytesIO,
+    evidence: Sequence[tuple[str, str]] | None,
+    *,
+    shortened: bool,
+) -> None:
+    """Lay the report out into ``out``; LayoutError when a flowable cannot be placed."""
 
     def t(ns: int | None) -> str:
         return _t(ns, result.timezone)
@@ -288,8 +339,16 @@ def write_pdf(
         Paragraph(f"Shipment trace: {escape(result.shipment)}", h1),
         Paragraph(f"VERDICT: {result.verdict.upper()}", verdict_style),
     ]
+    if shortened:
+        story.append(
+            Paragraph(
+                "Some values were too long to lay out and are shortened here; the JSON"
+                " summary has them in full.",
+                body,
+            )
+        )
     for r in result.reasons:
-        story.append(Paragraph(f"<b>{r.level}</b>: {escape(r.text)}", body))
+        story.append(Paragraph(f"<b>{r.level}</b>: {_cell(r.text)}", body))
     story += [
         Spacer(1, 3 * mm),
         Paragraph(
@@ -322,7 +381,7 @@ def write_pdf(
                     t(h.ts_ns),
                     h.kind,
                     f"{h.zone} ({h.zone_kind or '?'})",
-                    h.actor,
+                    h.actor + (f" - note: {h.note}" if h.note else ""),
                     h.carrier or "",
                     _c(h.temp_c) + ("" if h.temp_source != "readings" else " (readings)"),
                     _dur(h.until_next_s),
@@ -540,7 +599,7 @@ def write_pdf(
         c.restoreState()  # type: ignore[attr-defined]
 
     doc = SimpleDocTemplate(
-        str(path),
+        out,
         pagesize=A4,
         leftMargin=15 * mm,
         rightMargin=15 * mm,

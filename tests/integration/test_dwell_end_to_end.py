@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.apps.localservices import Mosquitto
 from gateway.cli import main
 from gateway.config import GatewayConfig
-from gateway.core.clock import ManualClock
+from gateway.core.clock import ManualClock, iso_utc
 from gateway.runtime.daemon import Gateway
 from tests.integration.harness import hub_config, wait_for
 
@@ -127,6 +127,7 @@ async def test_staged_and_never_handed_over_alarms_at_the_deadline(
         assert [e["subject"] for e in raised] == ["SH-1"]
 
         # The carrier arrives: a CLI handoff through the journal inbox resolves the alert.
+        # Its time is the test's clock: one far ahead of the hub's would be future_time.
         config_file = tmp_path / "gw.toml"
         config_file.write_text(
             f'[hub]\nid = "hub-test"\n[journal]\npath = "{tmp_path / "journal.db"}"\n'
@@ -135,14 +136,15 @@ async def test_staged_and_never_handed_over_alarms_at_the_deadline(
         )
         code = main(
             ["handoff", "SH-1", "handed_to_carrier", "--zone", "dock-1", "--by", "bo",
-             "--carrier", "DHL", "--wait", "0", "--config", str(config_file)]
+             "--carrier", "DHL", "--wait", "0", "--config", str(config_file),
+             "--at", iso_utc(clock.now_ns())]
         )  # fmt: skip
         assert code == 0
         assert "queued" in capsys.readouterr().out
         # A scan that makes no sense (a handed-over shipment picked again) is refused.
         code = main(
             ["handoff", "SH-1", "picked", "--zone", "dock-1", "--by", "bo",
-             "--wait", "0", "--config", str(config_file)]
+             "--wait", "0", "--config", str(config_file), "--at", iso_utc(clock.now_ns())]
         )  # fmt: skip
         assert code == 0
         clock.advance(60)

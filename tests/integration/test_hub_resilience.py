@@ -80,6 +80,7 @@ async def test_sigterm_under_load_leaves_no_duplicate_journal_rows(
     del sections["sinks"]
     config = hub_config(tmp_path, **sections)
     devices = [f"node-{i}" for i in range(1, 21)]
+    sections["drivers"]["mqtt"][0]["sensors"] = devices  # the block lists what it feeds
     config = hub_config(
         tmp_path,
         **{

@@ -26,10 +26,12 @@ def mqtt_sections(broker: Mosquitto, sink: dict[str, Any]) -> dict[str, Any]:
                     "host": broker.host,
                     "port": broker.port,
                     "client_id": "gw-test-nodes",
+                    "sensors": list(DEVICES),
                     "subscriptions": [
                         {
                             "topic": "sensors/+/telemetry",
                             "sensor_path": "id",
+                            "device_topic_segment": 1,
                             "temp_path": "temp_c",
                             "ts_path": "ts",
                             "rh_path": "rh",

@@ -108,10 +108,12 @@ name = "nodes"
 host = "{broker.host}"
 port = {broker.port}
 client_id = "gw-kill-test"
+sensors = {json.dumps(devices)}
 
 [[drivers.mqtt.subscriptions]]
 topic = "sensors/+/telemetry"
 sensor_path = "id"
+device_topic_segment = 1
 seq_path = "seq"
 
 [sinks.influx]

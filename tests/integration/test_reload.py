@@ -47,10 +47,12 @@ name = "nodes"
 host = "{broker.host}"
 port = {broker.port}
 client_id = "gw-reload-test"
+sensors = {json.dumps(sensors)}
 
 [[drivers.mqtt.subscriptions]]
 topic = "sensors/+/telemetry"
 sensor_path = "id"
+device_topic_segment = 1
 seq_path = "seq"
 
 [sinks.influx]

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from gateway.alerts.store import Alert
+from gateway.apps.localservices import free_port
 from gateway.config import GatewayConfig, parse_config
 from gateway.core.clock import ManualClock
 from gateway.core.model import Delivery, RawSample, Reading
@@ -37,6 +38,18 @@ def _config(tmp_path: Path, interval_s: float = 10) -> GatewayConfig:
             },
             "zones": [{"id": "cold-1", "kind": "cold_storage", "profile": "fast"}],
             "sensors": [{"id": "s1", "zone": "cold-1", "interval_s": interval_s}],
+            # s1's block (samples are handed to the ingest from source "mqtt:t"); nothing
+            # answers on its port.
+            "drivers": {
+                "mqtt": [
+                    {
+                        "name": "t",
+                        "port": free_port(),
+                        "sensors": ["s1"],
+                        "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    }
+                ]
+            },
         }
     )
 
@@ -51,7 +64,7 @@ async def _running(gateway: Gateway) -> tuple[asyncio.Event, asyncio.Task[None]]
 
 async def _feed(gateway: Gateway, points: list[tuple[int, float]]) -> None:
     before = gateway.counters.committed
-    samples = [RawSample("s1", temp, ts, ts, "t") for ts, temp in points]
+    samples = [RawSample("s1", temp, ts, ts, "mqtt:t") for ts, temp in points]
     await gateway.ingest.submit("t", Delivery(samples=samples))
     await wait_for(lambda: gateway.counters.committed >= before + len(points), what="commit")
     await gateway.engine.settled()

@@ -97,10 +97,12 @@ def demo_config(
                 "host": mqtt[0],
                 "port": mqtt[1],
                 "client_id": f"coldchain-{HUB}-dock-nodes",
+                "sensors": list(DOCK_NODES),
                 "subscriptions": [
                     {
                         "topic": "sensors/+/telemetry",
                         "sensor_path": "id",
+                        "device_topic_segment": 1,
                         "temp_path": "temp_c",
                         "ts_path": "ts",
                         "rh_path": "rh",

@@ -386,6 +386,10 @@ def report(
     print(f"host = {_toml(host)}", file=out)
     print(f"port = {port}", file=out)
     print('client_id = "coldchain-discovered"  # keep stable and unique per hub', file=out)
+    # The block's allow-list: a reading for a sensor it does not name is refused
+    # identity_mismatch (docs/security.md); mapped devices are named by sensor_ids below.
+    as_is = [device for device in devices if sensor_id(device) == device]
+    print(f"sensors = [{', '.join(_toml(d) for d in as_is)}]", file=out)
     for topic, name, options in _filters(readable):
         print("[[drivers.mqtt.subscriptions]]", file=out)
         print(f"topic = {_toml(topic)}", file=out)

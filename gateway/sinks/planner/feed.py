@@ -27,21 +27,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiomqtt
 
 from drivers.mqtt import client as mqtt_client
 from gateway.alerts.store import Alert, AlertEvent, AlertStore
+from gateway.commands.signed import CommandGuard, CommandRefused, is_envelope
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
 from gateway.core.errors import JournalError
 from gateway.core.metrics import Counters
-from gateway.core.tls import persistent_session_kwargs
+from gateway.core.text import printable
+from gateway.core.tls import SESSION_TAKEN_OVER, persistent_session_kwargs, taken_over
 from gateway.custody.events import CustodyRecord
 from gateway.journal.store import JournalRunner
 from gateway.sinks.planner.commands import CommandHandler, CommandRejected, CommandRouter
@@ -71,6 +74,11 @@ MAX_INFLIGHT: Final = 2 * BATCH
 MAX_COMMAND_ECHO: Final = 1024  # characters of a rejected command echoed back
 OFFLINE_PUBLISH_TIMEOUT_S: Final = 2.0
 CLOSE_TIMEOUT_S: Final = 10.0
+TAKEOVER_CLEAR_S: Final = 3600.0  # session_takeover clears after this long connected
+TAKEOVER_WINDOW_NS: Final = 60 * 1_000_000_000
+
+TakeoverListener = Callable[[Literal["raised", "cleared"], str, str], None]
+"""(raised or cleared, our client id, what happened), for the session_takeover alert."""
 
 
 def _first_leaf(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
@@ -97,6 +105,8 @@ class PlannerFeed:
         *,
         commands: Mapping[str, CommandHandler] | None = None,
         custody_exceptions: Callable[[int, int], Sequence[CustodyRecord]] | None = None,
+        guard: CommandGuard | None = None,
+        on_takeover: TakeoverListener | None = None,
     ) -> None:
         self.config = config
         self.hub = hub
@@ -104,7 +114,15 @@ class PlannerFeed:
         self.client_id: str = config.client_id or f"coldchain-{hub}-planner"
         # The custody ledger's rejected_after (exception records), if custody is wired.
         self.custody_exceptions = custody_exceptions
-        self._commands = CommandRouter(runner, store, clock, commands or {}, self.wake)
+        self._commands = CommandRouter(runner, store, clock, commands or {}, self.wake, guard)
+        # Raises and clears the session_takeover alert (the daemon's engine.report).
+        self.on_takeover = on_takeover
+        self._taken_over_ns: int | None = None
+        self._connected_ns: int | None = None
+        self._disconnect_rc: object = None
+        self._session_present: bool | None = None
+        self._broker_closed_ns: list[int] = []  # when the broker ended a working session
+        self._failed_since_close = False
         # More journal streams published on ``events`` behind their own cursor, e.g. the
         # notification attempts (gateway/notify): (cursor name, fetch(after, limit)).
         self.event_streams: list[EventStream] = []
@@ -173,10 +191,21 @@ class PlannerFeed:
                 if not first_attempt:
                     counters.reconnects[COMPONENT] += 1
                 first_attempt = False
+                self._connected_ns = None
                 try:
                     await self._session(backoff)
                 except aiomqtt.MqttError as exc:
                     reason = str(exc) or type(exc).__name__
+                    if taken_over(exc) or self._disconnect_rc == SESSION_TAKEN_OVER:
+                        reason = self._takeover(reason)
+                    elif self._connected_ns is not None:
+                        # A working session ended by the broker: remember when, to tell a
+                        # takeover from a network drop at the next connect.
+                        now = self._clock.now_ns()
+                        self._broker_closed_ns = [*self._broker_closed_ns[-4:], now]
+                        self._failed_since_close = False
+                    else:
+                        self._failed_since_close = True
                 except _Closed:
                     return
                 else:
@@ -201,6 +230,47 @@ class PlannerFeed:
             self._client = None
             self._running = False
             self._stopped.set()
+
+    def _takeover(self, reason: str) -> str:
+        """The broker closed our session for another client with our id: alert, count."""
+        self._taken_over_ns = self._clock.now_ns()
+        self._counters.drop(COMPONENT, "session_taken_over")
+        detail = (
+            f"the broker closed the planner feed's session {self.client_id!r} because another"
+            " client connected with that client id: commands sent meanwhile go to it"
+        )
+        log.error("%s (%s)", detail, reason, extra={"component": COMPONENT})
+        if self.on_takeover is not None:
+            self.on_takeover("raised", self.client_id, detail)
+        return f"session taken over by another client ({reason})"
+
+    def _detect_takeover(self) -> None:
+        """Just connected after the broker closed a working session: was it a takeover?
+
+        MQTT 3.1.1 brokers, and Mosquitto 2.0 even over MQTT 5, close the old connection
+        without a reason. It was taken over when the very next connect succeeded at once
+        (the broker never went away) and either our persistent session was gone (the other
+        client connected with a clean session under our id) or it is the second such close
+        within a minute (the other client keeps taking the id back).
+        """
+        closes = self._broker_closed_ns
+        if not closes or self._failed_since_close:
+            return
+        now = self._clock.now_ns()
+        recent = [t for t in closes if now - t <= TAKEOVER_WINDOW_NS]
+        if self._session_present is False or len(recent) >= 2:
+            self._broker_closed_ns = []
+            how = "our session was gone" if self._session_present is False else "twice in a minute"
+            self._takeover(f"the broker closed a working session and {how}")
+
+    def _check_takeover_cleared(self) -> None:
+        taken, since = self._taken_over_ns, self._connected_ns
+        if taken is None or since is None or since < taken:
+            return
+        if self._clock.now_ns() - since >= int(TAKEOVER_CLEAR_S * 1e9):
+            self._taken_over_ns = None
+            if self.on_takeover is not None:
+                self.on_takeover("cleared", self.client_id, "the session stayed ours for an hour")
 
     async def close(self) -> None:
         """Publish a retained offline status, disconnect cleanly and let run() return."""
@@ -231,7 +301,7 @@ class PlannerFeed:
             retain=True,
         )
         client = aiomqtt.Client(
-            **persistent_session_kwargs(config, self.client_id, self._tls),
+            **persistent_session_kwargs(config, self.client_id, self._tls, mqtt5=True),
             will=will,
             max_inflight_messages=MAX_INFLIGHT,
         )
@@ -240,7 +310,35 @@ class PlannerFeed:
         # redelivered from the persistent session. aiomqtt has no manual-ack API: switch
         # it on in the paho client it wraps, before connecting (see drivers/mqtt).
         mqtt_client.enable_manual_acks(client)
+        self._watch_connection(client)
         return client
+
+    def _watch_connection(self, client: aiomqtt.Client) -> None:
+        """Record CONNACK's session-present flag and the DISCONNECT reason (takeovers).
+
+        aiomqtt's message iterator raises a plain "Disconnected" MqttError; the broker's
+        reason (142: session taken over) and the session flag are only seen by paho's
+        callbacks, which are wrapped here (aiomqtt's own still run).
+        """
+        paho = mqtt_client.paho_client(client)
+        self._disconnect_rc = None
+        self._session_present = None
+        inner_disconnect, inner_connect = paho.on_disconnect, paho.on_connect
+
+        def on_disconnect(*args: Any) -> None:
+            rc = args[3] if len(args) > 3 else None
+            self._disconnect_rc = getattr(rc, "value", rc)
+            if inner_disconnect is not None:
+                inner_disconnect(*args)
+
+        def on_connect(*args: Any) -> None:
+            flags = args[2] if len(args) > 2 else None
+            self._session_present = bool(getattr(flags, "session_present", False))
+            if inner_connect is not None:
+                inner_connect(*args)
+
+        paho.on_disconnect = on_disconnect
+        paho.on_connect = on_connect
 
     async def _session(self, backoff: Backoff) -> None:
         client = self._new_client()
@@ -250,6 +348,8 @@ class PlannerFeed:
                 if self._closing.is_set():
                     raise _Closed
                 self._counters.connected[COMPONENT] = True
+                self._connected_ns = self._clock.now_ns()
+                self._detect_takeover()
                 backoff.reset()
                 log.info(
                     "planner feed connected to %s:%d as %s",
@@ -300,6 +400,7 @@ class PlannerFeed:
         while True:
             # Cleared before the work, so a wake() during the drain is not lost.
             self._wake.clear()
+            self._check_takeover_cleared()
             await self._publish_status(client)
             await self._publish_volatile(client)
             try:
@@ -500,9 +601,15 @@ class PlannerFeed:
     ) -> None:
         try:
             await self._commands.handle(name, raw)
+        except CommandRefused as exc:
+            envelope = _envelope_of(raw)
+            await self._reject(
+                client, topic, str(exc), raw, f"refused_{exc.code}", exc.code, envelope
+            )
         except (CommandRejected, ValueError) as exc:
             # ValueError includes pydantic's ValidationError from handlers' models.
-            await self._reject(client, topic, str(exc), raw, "bad_command")
+            envelope = _envelope_of(raw)
+            await self._reject(client, topic, str(exc), raw, "bad_command", None, envelope)
         except Exception as exc:
             # A handler bug must not poison the session: a command that is never acked
             # would come back after every reconnect. Logged, counted and answered.
@@ -510,9 +617,34 @@ class PlannerFeed:
             await self._reject(client, topic, f"internal error: {exc}", raw, "command_failed")
 
     async def _reject(
-        self, client: aiomqtt.Client, topic: str, reason: str, raw: bytes, counter: str
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        reason: str,
+        raw: bytes,
+        counter: str,
+        code: str | None = None,
+        envelope: dict[str, object] | None = None,
     ) -> None:
         self._counters.drop(COMPONENT, counter)
-        log.warning("rejected command on %s: %s", topic, reason, extra={"component": COMPONENT})
-        payload = rejected_payload(self.hub, self._clock.now_ns(), topic, reason, raw)
+        log.warning(
+            "rejected command on %s: %s",
+            topic,
+            printable(reason, 300),
+            extra={"component": COMPONENT},
+        )
+        payload = rejected_payload(
+            self.hub, self._clock.now_ns(), topic, reason, raw, code, envelope
+        )
         await client.publish(self.events_topic, json_bytes(payload), qos=self.config.qos)
+
+
+def _envelope_of(raw: bytes) -> dict[str, object] | None:
+    """The signed envelope a refused command came in, to echo its key and nonce."""
+    if len(raw) > 16_384:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and is_envelope(body) else None

@@ -92,18 +92,36 @@ def json_bytes(payload: dict[str, object]) -> bytes:
 
 
 def rejected_payload(
-    hub: str, at_ns: int, topic: str, reason: str, raw: bytes
+    hub: str,
+    at_ns: int,
+    topic: str,
+    reason: str,
+    raw: bytes,
+    code: str | None = None,
+    envelope: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """JSON body of a ``command.rejected`` event (docs/schemas/command-rejected.schema.json)."""
-    return {
+    """JSON body of a ``command.rejected`` event (docs/schemas/command-rejected.schema.json).
+
+    ``code`` is the machine-readable refusal (``replayed``, ``bad_signature``, ...); a
+    signed command's ``key`` and ``nonce`` are echoed so its sender can match the reply.
+    """
+    out: dict[str, object] = {
         "schema": PAYLOAD_SCHEMA_VERSION,
         "type": "command.rejected",
         "hub": hub,
         "at": iso_utc(at_ns),
         "topic": topic,
-        "reason": reason,
-        "command": raw.decode("utf-8", errors="replace")[:MAX_COMMAND_ECHO],
+        "reason": reason[:MAX_COMMAND_ECHO],
+        "command": raw[: 4 * MAX_COMMAND_ECHO].decode("utf-8", errors="replace")[:MAX_COMMAND_ECHO],
     }
+    if code is not None:
+        out["code"] = code
+    if envelope is not None:
+        for name in ("key", "nonce"):
+            value = envelope.get(name)
+            if isinstance(value, str) and len(value) <= 64:
+                out[name] = value
+    return out
 
 
 def custody_rejected_payload(hub: str, record: CustodyRecord) -> dict[str, object]:

@@ -94,6 +94,21 @@ class TestFields:
         assert got.sensor == "lis01-cold-a"
         assert sample(decode(m, {"id": "other", "temp_c": 5})).sensor == "other"
 
+    def test_payload_id_must_be_the_device_its_topic_names(self) -> None:
+        """The review's forged reading: {"id": "cr1-a"} on sensors/evil/telemetry."""
+        m = mapper(device_topic_segment=1)
+        assert sample(decode(m, {"id": "node-7", "temp_c": 5})).sensor == "node-7"
+        got = reject(
+            decode(m, {"id": "cr1-a", "temp_c": 4.0}, topic="sensors/evil/telemetry"),
+            "identity_mismatch",
+        )
+        assert "'cr1-a'" in got.detail and "'evil'" in got.detail
+        assert got.topic == "sensors/evil/telemetry"
+
+    def test_device_topic_segment_needs_a_payload_sensor_path(self) -> None:
+        with pytest.raises(ValueError, match="device_topic_segment goes with sensor_path"):
+            TopicMapping(topic="s/+", sensor_topic_segment=1, device_topic_segment=1)
+
     def test_optional_fields_absent_or_null_are_none(self) -> None:
         m = mapper(rh_path="rh", battery_path="bat", seq_path="n")
         got = sample(decode(m, {"id": "a", "temp_c": 1.0, "rh": None}))

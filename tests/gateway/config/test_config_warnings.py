@@ -47,7 +47,17 @@ def test_celsius_limits_are_quiet(tmp_path: Path) -> None:
         tmp_path,
         zones=[{"id": "cr1", "kind": "cold_storage", "profile": "p"}],
         profiles={"p": {"name": "p", "min_c": 2, "max_c": 8}},
-        drivers={"mqtt": [{"name": "m", "subscriptions": [{"topic": "a/+", "sensor_path": "id"}]}]},
+        drivers={
+            "mqtt": [
+                {
+                    "name": "m",
+                    "sensors": ["s1"],
+                    "subscriptions": [
+                        {"topic": "a/+", "sensor_path": "id", "device_topic_segment": 1}
+                    ],
+                }
+            ]
+        },
     )
     assert config_warnings(parse_config(doc)) == []
 
@@ -59,6 +69,7 @@ def test_overlapping_subscriptions_are_a_warning(tmp_path: Path) -> None:
             "mqtt": [
                 {
                     "name": "m",
+                    "sensors": ["s1"],
                     "subscriptions": [
                         {"topic": "+/sensor/+/state", "format": "esphome"},
                         {"topic": "homeassistant/sensor/+/state", "format": "homeassistant"},
@@ -88,7 +99,17 @@ def test_a_sensor_no_driver_can_feed_is_a_warning(tmp_path: Path) -> None:
 def test_sensors_fed_but_not_configured_come_from_the_journal(tmp_path: Path) -> None:
     doc = _config(
         tmp_path,
-        drivers={"mqtt": [{"name": "m", "subscriptions": [{"topic": "a/+", "sensor_path": "id"}]}]},
+        drivers={
+            "mqtt": [
+                {
+                    "name": "m",
+                    "sensors": ["s1"],
+                    "subscriptions": [
+                        {"topic": "a/+", "sensor_path": "id", "device_topic_segment": 1}
+                    ],
+                }
+            ]
+        },
     )
     journal = Journal(tmp_path / "journal.db")
     unknown = Reject(

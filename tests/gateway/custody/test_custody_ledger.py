@@ -231,7 +231,8 @@ def test_event_older_than_the_last_accepted_one_is_an_invalid_transition(
     assert "older" in info.value.detail
 
 
-def test_each_reject_reason_is_recorded(ledger: CustodyLedger) -> None:
+def test_each_reject_reason_is_recorded(journal: Journal) -> None:
+    ledger = CustodyLedger(journal.connection, "hub-a", ZONES, PROFILES, max_future_s=300)
     ledger.apply(ev(K.RECEIVED, 0, "recv-1", profile="chilled"))
     cases: list[tuple[str, bytes]] = [
         ("malformed", b"{not json"),
@@ -240,6 +241,7 @@ def test_each_reject_reason_is_recorded(ledger: CustodyLedger) -> None:
         ("unknown_shipment", ev(K.PICKED, 1, shipment="SH-GHOST").to_json()),
         ("invalid_transition", ev(K.PACKED, 1).to_json()),
         ("profile_conflict", ev(K.PUT_AWAY, 1, profile="frozen").to_json()),
+        ("future_time", ev(K.PUT_AWAY, 5 + 301).to_json()),
     ]
     assert sorted(r for r, _ in cases) == sorted(REJECT_REASONS)
     for reason, payload in cases:
@@ -502,3 +504,42 @@ def test_schema_and_parser_both_refuse(sample: dict[str, Any]) -> None:
     assert not _validator().is_valid(sample)
     with pytest.raises(CustodyRejected):
         from_json(json.dumps(sample).encode())
+
+
+def test_an_event_dated_far_ahead_of_the_hub_clock_is_refused_and_locks_nothing(
+    journal: Journal,
+) -> None:
+    """The review's attack: a "received" dated 2099 locked a shipment against real handoffs."""
+    ledger = CustodyLedger(journal.connection, "hub-a", ZONES, PROFILES, max_future_s=300)
+    ledger.apply_payload(ev(K.RECEIVED, 0, "recv-1").to_json(), now_ns=T0)
+    future = ev(K.PUT_AWAY, 0).model_copy(update={"ts_ns": 4_070_908_800 * S})  # 2099
+    with pytest.raises(CustodyRejected) as info:
+        ledger.apply_payload(future.to_json(), now_ns=T0 + S)
+    assert info.value.reason == "future_time"
+    assert "2099-01-01" in info.value.detail
+    # Within the bound (a scanner clock a little ahead) is fine, and the real handoff works.
+    state = ledger.apply_payload(ev(K.PUT_AWAY, 200).to_json(), now_ns=T0 + 60 * S)
+    assert state.kind is K.PUT_AWAY
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("actor", "dana\u202egnp.exe"),  # bidi override: reads differently than it is
+        ("actor", "da\u200bna"),  # zero-width space: looks like "dana"
+        ("note", "ok\x1b[2Jall sensors OK"),  # ESC: clears a terminal
+        ("note", "line\nforged line"),
+        ("carrier", "Kool\x07Kargo"),  # BEL
+        ("actor", "x" * 129),
+        ("note", "x" * 501),
+    ],
+)
+def test_free_text_with_controls_bidi_zero_width_or_too_long_is_refused(
+    ledger: CustodyLedger, field: str, value: str
+) -> None:
+    body = json.loads(ev(K.RECEIVED, 0, "recv-1").to_json())
+    body[field] = value
+    with pytest.raises(CustodyRejected) as info:
+        ledger.apply_payload(json.dumps(body).encode(), now_ns=T0)
+    assert info.value.reason == "malformed"
+    assert field in info.value.detail

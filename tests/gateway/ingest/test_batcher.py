@@ -24,13 +24,22 @@ CONFIG = parse_config(
         "hub": {"id": "h"},
         "zones": [{"id": "cr1", "kind": "cold_storage"}],
         "sensors": [{"id": "s1", "zone": "cr1"}],
+        "drivers": {
+            "mqtt": [
+                {
+                    "name": "drv",
+                    "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    "sensors": ["s1"],
+                }
+            ]
+        },
     }
 )
 
 
 def _samples(n: int, start: int = 0) -> list[RawSample]:
     return [
-        RawSample(sensor="s1", temp_c=4.0, ts_ns=i, received_ns=i, source="t", seq=i)
+        RawSample(sensor="s1", temp_c=4.0, ts_ns=i, received_ns=i, source="mqtt:drv", seq=i)
         for i in range(start, start + n)
     ]
 
@@ -69,7 +78,7 @@ async def test_rejects_are_counted_and_dead_letters_kept(runner: JournalRunner) 
         Reject("checksum", "serial:a"),
         Reject("not_json", "mqtt:n", b"{", "t", "", dead_letter=True),
     ]
-    ghost = RawSample(sensor="ghost", temp_c=1.0, ts_ns=1, received_ns=1, source="t")
+    ghost = RawSample(sensor="ghost", temp_c=1.0, ts_ns=1, received_ns=1, source="mqtt:drv")
     await ingest.submit("drv", Delivery(samples=[ghost], rejects=rejects))
     await ingest.close()
     await task

@@ -28,6 +28,16 @@ CONFIG = parse_config(
         "hub": {"id": "h"},
         "zones": [{"id": "cr1", "kind": "cold_storage"}],
         "sensors": [{"id": "node-1", "zone": "cr1"}],
+        "drivers": {
+            "mqtt": [
+                {
+                    "name": name,
+                    "sensors": ["node-1"],
+                    "subscriptions": [{"topic": "sensors/+/telemetry", "sensor_topic_segment": 1}],
+                }
+                for name in ("nodes", "n")  # the sources the samples below carry
+            ]
+        },
     }
 )
 NOW_NS = 1_767_225_600 * 10**9

@@ -21,6 +21,16 @@ CONFIG = parse_config(
         "hub": {"id": "h"},
         "zones": [{"id": "cr1", "kind": "cold_storage"}],
         "sensors": [{"id": "s1", "zone": "cr1"}],
+        # s1 is accepted from the driver that lists it (source "mqtt:drv").
+        "drivers": {
+            "mqtt": [
+                {
+                    "name": "drv",
+                    "sensors": ["s1"],
+                    "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                }
+            ]
+        },
     }
 )
 HOUR = 3600.0  # a commit bound no test run reaches
@@ -29,7 +39,7 @@ HOUR = 3600.0  # a commit bound no test run reaches
 def _delivery(n: int, start: int = 0) -> Delivery:
     return Delivery(
         samples=[
-            RawSample(sensor="s1", temp_c=4.0, ts_ns=i, received_ns=i, source="t", seq=i)
+            RawSample(sensor="s1", temp_c=4.0, ts_ns=i, received_ns=i, source="mqtt:drv", seq=i)
             for i in range(start, start + n)
         ]
     )

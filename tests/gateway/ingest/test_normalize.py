@@ -13,15 +13,28 @@ CONFIG = parse_config(
         "sensors": [
             {"id": "ds", "zone": "cr1", "model": "ds18b20", "offset_c": -0.5},
             {"id": "pt", "zone": "cr1", "model": "pt100", "min_valid_c": -50, "max_valid_c": 50},
+            {"id": "probe", "zone": "cr1"},
         ],
         "clock_skew_bound_s": 60,
+        "drivers": {
+            "mqtt": [
+                {
+                    "name": "nodes",
+                    "subscriptions": [{"topic": "sensors/+/telemetry", "sensor_topic_segment": 1}],
+                    "sensors": ["ds", "pt"],
+                }
+            ],
+            "serial": [{"name": "board-a", "port": "/dev/ttyUSB0", "probes": {"1": "probe"}}],
+        },
     }
 )
 NOW = 1_800_000_000_000_000_000
 
 
-def _sample(sensor: str, temp: float, ts: int | None = NOW) -> RawSample:
-    return RawSample(sensor=sensor, temp_c=temp, ts_ns=ts, received_ns=NOW, source="t")
+def _sample(
+    sensor: str, temp: float, ts: int | None = NOW, source: str = "mqtt:nodes"
+) -> RawSample:
+    return RawSample(sensor=sensor, temp_c=temp, ts_ns=ts, received_ns=NOW, source=source)
 
 
 def test_calibration_offset_and_zone_are_applied() -> None:
@@ -71,3 +84,29 @@ def test_unknown_sensor_is_dead_lettered() -> None:
     assert out.readings == []
     (reject,) = out.rejects
     assert (reject.reason, reject.dead_letter) == ("unknown_sensor", True)
+
+
+def test_a_serial_probe_reported_over_mqtt_is_an_identity_mismatch() -> None:
+    """The review's attack: a serial probe's id arriving over MQTT is refused, not mapped."""
+    out = Normalizer(CONFIG).normalize([_sample("probe", 4.0, source="mqtt:nodes")])
+    assert out.readings == []
+    (reject,) = out.rejects
+    assert (reject.reason, reject.source, reject.dead_letter) == (
+        "identity_mismatch",
+        "mqtt:nodes",
+        True,
+    )
+    assert "serial:board-a" in reject.detail
+
+
+def test_a_sensor_is_accepted_from_the_block_that_lists_it() -> None:
+    out = Normalizer(CONFIG).normalize([_sample("probe", 4.0, source="serial:board-a")])
+    assert [r.sensor for r in out.readings] == ["probe"]
+    out = Normalizer(CONFIG).normalize([_sample("ds", 4.0, source="serial:board-a")])
+    assert [r.reason for r in out.rejects] == ["identity_mismatch"]
+
+
+def test_a_source_that_is_no_configured_driver_is_refused() -> None:
+    out = Normalizer(CONFIG).normalize([_sample("ds", 4.0, source="mqtt:someone-else")])
+    assert [r.reason for r in out.rejects] == ["identity_mismatch"]
+    assert "no driver lists" not in out.rejects[0].detail  # ds is listed, by mqtt:nodes

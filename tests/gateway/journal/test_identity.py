@@ -139,6 +139,15 @@ CONFIG = parse_config(
         "hub": {"id": "h"},
         "zones": [{"id": "cr1", "kind": "cold_storage"}],
         "sensors": [{"id": "s1", "zone": "cr1"}],
+        "drivers": {
+            "mqtt": [
+                {
+                    "name": "nodes",
+                    "sensors": ["s1"],
+                    "subscriptions": [{"topic": "sensors/+/telemetry", "sensor_topic_segment": 1}],
+                }
+            ]
+        },
     }
 )
 

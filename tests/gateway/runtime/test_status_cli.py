@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.apps.localservices import free_port
 from gateway.cli import main
 from gateway.config import parse_config
 from gateway.core.clock import ManualClock
@@ -24,15 +25,27 @@ async def test_status_shows_counters_of_a_run(
             "journal": {"path": str(tmp_path / "journal.db")},
             "zones": [{"id": "cr1", "kind": "cold_storage"}],
             "sensors": [{"id": "s1", "zone": "cr1"}],
+            # Listed so its readings are accepted; nothing answers on the port, and the
+            # samples below are handed to the ingest directly.
+            "drivers": {
+                "mqtt": [
+                    {
+                        "name": "drv",
+                        "port": free_port(),
+                        "sensors": ["s1"],
+                        "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    }
+                ]
+            },
         }
     )
     gateway = Gateway(config)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     await gateway.ready.wait()
-    sample = RawSample(sensor="s1", temp_c=4.0, ts_ns=1, received_ns=1, source="t")
-    later = RawSample(sensor="s1", temp_c=4.0, ts_ns=2, received_ns=2, source="t")
-    ghost = RawSample(sensor="ghost", temp_c=4.0, ts_ns=1, received_ns=1, source="t")
+    sample = RawSample(sensor="s1", temp_c=4.0, ts_ns=1, received_ns=1, source="mqtt:drv")
+    later = RawSample(sensor="s1", temp_c=4.0, ts_ns=2, received_ns=2, source="mqtt:drv")
+    ghost = RawSample(sensor="ghost", temp_c=4.0, ts_ns=1, received_ns=1, source="mqtt:drv")
     # The copy of sample is a redelivery: skipped and counted, not committed.
     await gateway.ingest.submit("drv", Delivery(samples=[sample, later, sample, ghost]))
     stop.set()
@@ -59,6 +72,16 @@ async def test_status_projects_disk_writes_and_card_lifetime(
             "journal": {"path": str(tmp_path / "journal.db"), "card_endurance_tb": 4},
             "zones": [{"id": "cr1", "kind": "cold_storage"}],
             "sensors": [{"id": "s1", "zone": "cr1"}],
+            "drivers": {
+                "mqtt": [
+                    {
+                        "name": "drv",
+                        "port": free_port(),
+                        "sensors": ["s1"],
+                        "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    }
+                ]
+            },
         }
     )
     clock = ManualClock()
@@ -67,7 +90,7 @@ async def test_status_projects_disk_writes_and_card_lifetime(
     task = asyncio.create_task(gateway.run(stop))
     await gateway.ready.wait()
     await gateway.status.refresh()  # the first sample of the wear meter
-    sample = RawSample(sensor="s1", temp_c=4.0, ts_ns=1, received_ns=1, source="t")
+    sample = RawSample(sensor="s1", temp_c=4.0, ts_ns=1, received_ns=1, source="mqtt:drv")
     await gateway.ingest.submit("drv", Delivery(samples=[sample]))
     await gateway.ingest.close()  # commits now (an fsync and its pages: bytes written)
     clock.advance(10)

@@ -440,7 +440,7 @@ async def test_ack_command_acknowledges_and_bad_commands_are_rejected(
     counters = Counters()
     custody: list[dict[str, object]] = []
 
-    async def on_custody(command: dict[str, object]) -> None:
+    async def on_custody(command: dict[str, object], signer: str | None) -> None:
         custody.append(command)
 
     async with (

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from gateway.apps.localservices import free_port
 from gateway.config import GatewayConfig, parse_config
 from gateway.core.model import Delivery, RawSample
 from gateway.runtime.daemon import Gateway
@@ -24,12 +25,24 @@ def _config(tmp_path: Path) -> GatewayConfig:
             "profiles": {"tiny": {"max_c": 8, "budget_s": 60, "alarm_delay_s": 3600}},
             "zones": [{"id": "dock-1", "kind": "dock"}],
             "sensors": [{"id": "d1", "zone": "dock-1", "interval_s": 10}],
+            # Lists d1 so its readings are accepted; the test hands samples to the ingest
+            # itself and nothing answers on the port.
+            "drivers": {
+                "mqtt": [
+                    {
+                        "name": "t",
+                        "port": free_port(),
+                        "sensors": ["d1"],
+                        "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    }
+                ]
+            },
         }
     )
 
 
 async def _feed(gateway: Gateway, seconds: range) -> None:
-    samples = [RawSample("d1", 20.0, T0 + t * S, T0 + t * S, "t") for t in seconds]
+    samples = [RawSample("d1", 20.0, T0 + t * S, T0 + t * S, "mqtt:t") for t in seconds]
     await gateway.ingest.submit("t", Delivery(samples=samples))
 
 

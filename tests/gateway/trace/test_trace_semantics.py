@@ -47,6 +47,16 @@ def _config(aggregate: str = "worst", sensors: int = 1, interval_s: float = 60) 
                 {"id": f"s{i}", "zone": "cold", "interval_s": interval_s} for i in range(sensors)
             ]
             + [{"id": "d0", "zone": "dock", "interval_s": interval_s}],
+            # The block that feeds them (test_5 normalises samples from source "mqtt:t").
+            "drivers": {
+                "mqtt": [
+                    {
+                        "name": "t",
+                        "sensors": [f"s{i}" for i in range(sensors)] + ["d0"],
+                        "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    }
+                ]
+            },
         }
     )
 
@@ -328,7 +338,7 @@ def test_5_a_spike_flagged_at_ingest_is_skipped_by_the_rules_and_listed() -> Non
     config = _config()
     normalizer = Normalizer(config)
     temps = [5.0] * 40 + [40.0] + [5.0] * 40  # one glitch: 35 °C in a minute
-    raw = [RawSample("s0", t, T0 + i * MIN, T0 + i * MIN, "t") for i, t in enumerate(temps)]
+    raw = [RawSample("s0", t, T0 + i * MIN, T0 + i * MIN, "mqtt:t") for i, t in enumerate(temps)]
     readings = normalizer.normalize(raw).readings
     flags = [r.quality & Quality.SPIKE for r in readings]
     assert sum(1 for f in flags if f) == 1 and readings[40].quality & Quality.SPIKE

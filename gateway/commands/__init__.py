@@ -1,0 +1,1 @@
+"""Commands from outside (custody events, acknowledgements): who may send them, signed."""
