@@ -46,7 +46,7 @@ def _add_enroll(p: argparse.ArgumentParser) -> None:
 
 
 def _add_name(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name")
+    p.add_argument("name", help="the enrolled key's name")
 
 
 def _add_nothing(p: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def _add_nothing(p: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name")
+    p.add_argument("name", help="the device the key is for (printed with the public key)")
     p.add_argument("--out", required=True, help="file for the private key (PEM, mode 0600)")
 
 
@@ -87,7 +87,11 @@ def _enroll(ring: KeyRing, args: argparse.Namespace) -> int:
     text = args.public_key
     if text.startswith("@"):
         text = Path(text[1:]).read_text(encoding="utf-8")
-    raw = public_raw(parse_public_key(text))
+    try:
+        raw = public_raw(parse_public_key(text))
+    except ValueError as exc:  # 32 bytes that are no Ed25519 point
+        print(f"coldchain keys: not an Ed25519 public key: {exc}", file=sys.stderr)
+        return 1
     key = ring.enroll(args.name, args.role, raw, time.time_ns(), args.description)
     ring.save()
     print(

@@ -21,6 +21,7 @@ import pytest
 from gateway.cli import DEFAULT_CONFIG, build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
+PUB = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="  # RFC 8032 test 1 public key
 COLDCHAIN = Path(sys.executable).with_name("coldchain")
 
 
@@ -61,6 +62,10 @@ COMMANDS = [
     Command(("keys",)),
     Command(("keys", "init")),
     Command(("keys", "show")),
+    Command(("keys", "enroll"), needs=("scanner-07", "--role", "custody", "--public-key", PUB)),
+    Command(("keys", "list")),
+    Command(("keys", "revoke"), needs=("scanner-07",)),
+    Command(("keys", "generate"), needs=("dev-1", "--out", "dev-1.key"), config=None),
     Command(("verify-report",), needs=("{pdf}",), reads_journal=True, verdict_on_stdout=True),
     Command(("verify",), reads_journal=True, needs=("--source", "journal")),
     Command(("trace",), needs=("SH-1", "--source", "journal", "--quiet"), reads_journal=True),
