@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.apps.localservices import Mosquitto
 from gateway.cli import main
 from gateway.config import parse_config
 from gateway.core.clock import iso_utc
@@ -17,7 +18,9 @@ from gateway.core.model import Delivery, RawSample
 from gateway.runtime.daemon import Gateway
 
 
-async def _run_with_readings(tmp_path: Path) -> tuple[dict[str, object], float | None]:
+async def _run_with_readings(
+    tmp_path: Path, broker: Mosquitto
+) -> tuple[dict[str, object], float | None]:
     config = parse_config(
         {
             "hub": {"id": "hub-zones"},
@@ -31,16 +34,31 @@ async def _run_with_readings(tmp_path: Path) -> tuple[dict[str, object], float |
                 {"id": "cr1-b", "zone": "cold-room-1", "interval_s": 60},
                 {"id": "dock-a", "zone": "dock-1", "interval_s": 60},
             ],
+            # The block that lists the sensors (samples come from source "mqtt:t"); it is
+            # connected to a real broker, so the hub is online.
+            "drivers": {
+                "mqtt": [
+                    {
+                        "name": "t",
+                        "port": broker.port,
+                        "sensors": ["cr1-a", "cr1-b", "dock-a"],
+                        "subscriptions": [{"topic": "s/+", "sensor_topic_segment": 1}],
+                    }
+                ]
+            },
         }
     )
     gateway = Gateway(config)  # the real clock: the status must not read as stale
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     await gateway.ready.wait()
+    async with asyncio.timeout(30):
+        while not gateway.counters.connected.get("t"):
+            await asyncio.sleep(0.01)
     now = time.time_ns()
     samples = [
-        RawSample(sensor="cr1-a", temp_c=4.0, ts_ns=now, received_ns=now, source="t"),
-        RawSample(sensor="cr1-b", temp_c=9.5, ts_ns=now, received_ns=now, source="t"),
+        RawSample(sensor="cr1-a", temp_c=4.0, ts_ns=now, received_ns=now, source="mqtt:t"),
+        RawSample(sensor="cr1-b", temp_c=9.5, ts_ns=now, received_ns=now, source="mqtt:t"),
     ]
     await gateway.ingest.submit("drv", Delivery(samples=samples))
     async with asyncio.timeout(30):  # committed, observed by the engine, applied
@@ -56,9 +74,9 @@ async def _run_with_readings(tmp_path: Path) -> tuple[dict[str, object], float |
 
 
 async def test_status_shows_zone_temperature_limits_state_and_sensors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, engine_value = await _run_with_readings(tmp_path)
+    status, engine_value = await _run_with_readings(tmp_path, mosquitto)
     zones = {z["id"]: z for z in status["zones"]}  # type: ignore[attr-defined]
     cold = zones["cold-room-1"]
     # The worst sensor, the very value the engine judges (not the mean, 6.75).
