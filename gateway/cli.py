@@ -131,7 +131,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"no status at {path}: {exc} (is the daemon running?)", file=sys.stderr)
         return 1
-    stale = _stale(status)
+    stale = _stale(status, path)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -152,10 +152,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 STALE_AFTER_S = 120.0  # a running daemon rewrites status.json every status_interval_s
 
 
-def _stale(status: dict[str, object]) -> str | None:
-    """Why a status file is not the state of a running daemon (None: it is)."""
+def _stale(status: dict[str, object], path: Path) -> str | None:
+    """Why a status file is not the state of a running daemon (None: it is).
+
+    The age is the file's modification time (wall clock), not the ``at`` inside it,
+    which is the daemon's own clock.
+    """
     import os
-    from datetime import UTC, datetime
+    import time
 
     pid = status.get("pid")
     if isinstance(pid, int):
@@ -165,14 +169,10 @@ def _stale(status: dict[str, object]) -> str | None:
             return f"the daemon (pid {pid}) is not running"
         except PermissionError:
             pass  # alive, another user's
-    at = status.get("at")
     try:
-        written = datetime.fromisoformat(str(at))
-    except ValueError:
-        return f"the status has no readable time ({at!r})"
-    if written.tzinfo is None:
-        written = written.replace(tzinfo=UTC)
-    age = (datetime.now(UTC) - written).total_seconds()
+        age = time.time() - path.stat().st_mtime
+    except OSError as exc:
+        return f"cannot stat {path}: {exc}"
     if age > STALE_AFTER_S:
         return f"written {age:.0f} s ago (more than {STALE_AFTER_S:.0f} s)"
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -129,4 +130,10 @@ def test_status_of_a_dead_daemon_is_stale_and_fails(
     # A pid that cannot be running (pid_max is at most 2**22).
     status.write_text(json.dumps({"hub": "h", "pid": 2**22 + 1, "at": "2026-01-01T00:00:00Z"}))
     assert main(["status", "--status-file", str(status), "--json"]) == 3
-    assert "STALE" in capsys.readouterr().err
+    assert "pid 4194305) is not running" in capsys.readouterr().err
+    # A live pid (this one) but a file nobody rewrote for 10 minutes: stale too.
+    status.write_text(json.dumps({"hub": "h", "pid": os.getpid(), "at": "x"}))
+    old = time.time() - 600
+    os.utime(status, (old, old))
+    assert main(["status", "--status-file", str(status), "--json"]) == 3
+    assert "written 600 s ago" in capsys.readouterr().err
