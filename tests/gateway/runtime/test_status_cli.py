@@ -102,7 +102,10 @@ async def test_status_projects_disk_writes_and_card_lifetime(
     assert wear["bytes_per_s"] >= 0  # 0 on a tmpfs, which counts no block writes
     assert wear["card_endurance_tb"] == 4
     assert set(wear) >= {"bytes_per_reading", "gb_per_day", "card_years"}
-    assert main(["status", "--status-file", str(tmp_path / "status.json")]) == 0
-    out = capsys.readouterr().out
+    # Fresh (just written by a live pid), but its driver never connected: degraded, 1.
+    assert main(["status", "--status-file", str(tmp_path / "status.json")]) == 1
+    captured = capsys.readouterr()
+    assert "DEGRADED" in captured.err
+    out = captured.out
     assert "disk writes" in out
     assert "4 TBW card lasts" in out
