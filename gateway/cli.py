@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -544,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     except (GatewayError, OSError) as exc:
         # A user's or the machine's problem (journal missing, permission): say it, no trace.
         print(f"coldchain {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        # A journal another version wrote, or one that is locked: name it, no trace.
+        print(f"coldchain {args.command}: journal: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

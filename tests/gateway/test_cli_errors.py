@@ -203,3 +203,24 @@ def test_missing_journal_is_named(files: dict[str, Path]) -> None:
     assert done.returncode != 0
     assert str(files["journal"]) in done.stderr
     assert "no active alerts" not in done.stdout
+
+
+def test_a_journal_without_the_alert_tables_is_an_error_not_a_traceback(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from gateway.cli import main
+
+    journal = tmp_path / "journal.db"
+    db = sqlite3.connect(journal)  # a journal some other tool made: no alert tables
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.commit()
+    db.close()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        files["typo"].read_text(encoding="utf-8").replace(str(files["journal"]), str(journal)),
+        encoding="utf-8",
+    )
+    assert main(["alerts", "--config", str(config)]) == 1
+    assert "coldchain alerts: journal:" in capsys.readouterr().err
