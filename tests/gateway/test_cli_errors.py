@@ -71,8 +71,6 @@ COMMANDS = [
     Command(("trace",), needs=("SH-1", "--source", "journal", "--quiet"), reads_journal=True),
     Command(("demo",), missing=("demo", "--duration"), config=None),
     Command(("discover",), missing=("discover", "--seconds"), config=None),
-    Command(("journal",), config=None),
-    Command(("journal", "salvage"), config=None),
     Command(("sim",), config=None),
     Command(("sim", "serial"), missing=("sim", "serial", "--interval"), config=None),
     Command(("sim", "modbus"), missing=("sim", "modbus", "--slaves"), config=None),
