@@ -115,13 +115,13 @@ def _finite(value: object, path: str) -> float:
         except OverflowError:
             raise _Invalid(NON_FINITE, f"{path}: integer too large for a float") from None
     else:
-        raise _Invalid(BAD_TYPE, f"{path}: expected a number, got {_json_type(value)}")
+        raise _Invalid(BAD_TYPE, f"{path}: expected a number, got {json_type(value)}")
     if not math.isfinite(number):
         raise _Invalid(NON_FINITE, f"{path}: {number!r} is not a finite number")
     return number
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     """The JSON name of a decoded value's type, for reject details."""
     if value is None:
         return "null"
@@ -220,7 +220,7 @@ class PayloadMapper:
             # ValueError covers JSONDecodeError and UnicodeDecodeError.
             return self._reject(NOT_JSON, str(exc)[:200], topic, payload, source)
         if type(document) is not dict:
-            detail = f"top level is {_json_type(document)}, expected an object"
+            detail = f"top level is {json_type(document)}, expected an object"
             return self._reject(NOT_OBJECT, detail, topic, payload, source)
         try:
             battery_v = self._optional_number(document, self._battery, self._battery_path)
@@ -265,7 +265,7 @@ class PayloadMapper:
                 raise _Invalid(
                     BAD_TYPE,
                     f"{self._sensor_path}: sensor id must be a string or an integer, "
-                    f"got {_json_type(value)}",
+                    f"got {json_type(value)}",
                 )
             where = self._sensor_path
             segment = self.mapping.device_topic_segment
@@ -313,8 +313,7 @@ class PayloadMapper:
             if kind is not int and kind is not float:
                 raise _Invalid(
                     BAD_TIMESTAMP,
-                    f"{path}: {self._ts_format} timestamp must be a number, "
-                    f"got {_json_type(value)}",
+                    f"{path}: {self._ts_format} timestamp must be a number, got {json_type(value)}",
                 )
             if kind is float and not math.isfinite(value):  # type: ignore[arg-type]
                 raise _Invalid(NON_FINITE, f"{path}: {value!r} is not a finite timestamp")
@@ -337,7 +336,7 @@ class PayloadMapper:
         if type(value) is not str:
             raise _Invalid(
                 BAD_TIMESTAMP,
-                f"{path}: iso8601 timestamp must be a string, got {_json_type(value)}",
+                f"{path}: iso8601 timestamp must be a string, got {json_type(value)}",
             )
         try:
             moment = datetime.fromisoformat(value)

@@ -37,6 +37,7 @@ from drivers.mqtt.payload import (
     NOT_JSON,
     NOT_OBJECT,
     TOO_LARGE,
+    json_type,
 )
 from gateway.core.clock import NS_PER_S
 from gateway.core.model import RawSample, Reject
@@ -99,20 +100,6 @@ def dead(exc: Invalid, topic: str, payload: bytes, source: str, max_bytes: int) 
 def counted(reason: str, detail: str, topic: str, source: str) -> Reject:
     """A reject that is only counted (no_temperature, no_value, ignored, seq_gap)."""
     return reject(reason, detail, topic, b"", source, dead_letter=False)
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if type(value) is bool:
-        return "boolean"
-    if type(value) is str:
-        return "string"
-    if type(value) is dict:
-        return "object"
-    if type(value) is list:
-        return "array"
-    return "number"
 
 
 def number(value: object, where: str) -> float:
