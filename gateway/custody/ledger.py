@@ -484,6 +484,13 @@ class CustodyLedger:
         )
         return record
 
+    def _records(self, where: str, params: tuple[object, ...]) -> list[CustodyRecord]:
+        """Rows of custody_events matching ``where`` (with its ORDER/LIMIT), as records."""
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE {where}", params
+        ).fetchall()
+        return [_record(r) for r in rows]
+
     # -- handoff records (the hash chain) ----------------------------------------------
 
     def handoff_records_after(self, position: int, limit: int = 1000) -> list[HandoffRecord]:
@@ -508,12 +515,10 @@ class CustodyLedger:
 
     def unchained(self, limit: int = 100) -> list[CustodyRecord]:
         """Accepted rows without a handoff record (only ever seen after tampering)."""
-        rows = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE accepted = 1 AND seq IS NULL"
-            " ORDER BY id LIMIT ?",
+        return self._records(
+            "accepted = 1 AND seq IS NULL ORDER BY id LIMIT ?",
             (limit,),
-        ).fetchall()
-        return [_record(r) for r in rows]
+        )
 
     # -- reading state -----------------------------------------------------------------
 
@@ -557,12 +562,10 @@ class CustodyLedger:
     def history(self, shipment_id: str, *, include_rejected: bool = False) -> list[CustodyRecord]:
         """The shipment's records in the order they were recorded."""
         accepted = "" if include_rejected else " AND accepted = 1"
-        rows = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE shipment = ?{accepted}"
-            " ORDER BY id",
+        return self._records(
+            f"shipment = ?{accepted} ORDER BY id",
             (shipment_id,),
-        ).fetchall()
-        return [_record(r) for r in rows]
+        )
 
     def intervals(self, shipment_id: str) -> list[CustodyInterval]:
         """Custody intervals (zone, start, end or None), consecutive same-zone spans merged."""
@@ -580,29 +583,21 @@ class CustodyLedger:
 
     def records_after(self, position: int, limit: int = 1000) -> list[CustodyRecord]:
         """Accepted and rejected records with id > position, oldest first (outbox readers)."""
-        rows = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE id > ? ORDER BY id LIMIT ?",
-            (position, limit),
-        ).fetchall()
-        return [_record(r) for r in rows]
+        return self._records("id > ? ORDER BY id LIMIT ?", (position, limit))
 
     def rejected_after(self, position: int, limit: int = 100) -> list[CustodyRecord]:
         """Exception rows with id > position, oldest first (the planner's outbox)."""
-        rows = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE accepted = 0 AND id > ?"
-            " ORDER BY id LIMIT ?",
+        return self._records(
+            "accepted = 0 AND id > ? ORDER BY id LIMIT ?",
             (position, limit),
-        ).fetchall()
-        return [_record(r) for r in rows]
+        )
 
     def rejected(self, limit: int = 100) -> list[CustodyRecord]:
         """The most recent exception rows, newest first."""
-        rows = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM custody_events WHERE accepted = 0"
-            " ORDER BY id DESC LIMIT ?",
+        return self._records(
+            "accepted = 0 ORDER BY id DESC LIMIT ?",
             (limit,),
-        ).fetchall()
-        return [_record(r) for r in rows]
+        )
 
     # -- the inbox (CLI -> daemon) -----------------------------------------------------
 

@@ -33,6 +33,7 @@ from drivers.mqtt.formats import Decoded, reject
 from drivers.mqtt.payload import (
     BAD_TIMESTAMP,
     BAD_TYPE,
+    MISSING_FIELD,
     NON_FINITE,
     NOT_JSON,
     NOT_OBJECT,
@@ -51,7 +52,6 @@ IGNORED: Final = "ignored"
 BAD_UNIT: Final = "bad_unit"
 UNKNOWN_ALIAS: Final = "unknown_alias"
 SEQ_GAP: Final = "seq_gap"
-MISSING_FIELD: Final = "missing_field"
 
 FORMAT_REJECT_REASONS: Final = (
     NO_TEMPERATURE,
